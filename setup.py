@@ -1,0 +1,28 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "isar_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["isar_ros", "isar_ros.*", "sim_bridge", "sim_bridge.*"]),
+    package_data={"isar_ros": ["data/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*")),
+    ],
+    python_requires=">=3.10",
+    zip_safe=True,
+    maintainer="isar_ros developers",
+    description="Teach a robot new objects from a few clicks and find them in its camera stream.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "isar-ros = isar_ros.cli:main",
+        ],
+    },
+)
