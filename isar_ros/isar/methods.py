@@ -1,0 +1,89 @@
+"""How a segmentation method plugs into the benchmark runner, and the two reference methods.
+
+A method is trained on one task and mode from the task's prompted train frames, told when a new
+test sequence starts, and asked for one label image per frame (object id per pixel, 0 = none)::
+
+    class MyMethod(Method):
+        name = "mine"
+        def train(self, task, mode): ...        # task.prompts(mode) lists (scene, frame, prompts)
+        def reset(self): ...                    # a new test sequence starts
+        def predict(self, frame): ...           # -> H x W integer label image
+
+Methods are registered by name in ``METHODS`` (a factory taking the options dict of
+``isar-ros benchmark --option key=value``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from isar_ros.isar.dataset import Frame, Task
+
+
+class Method:
+    """Base class: a method sees only the prompts when training, only the images when predicting."""
+
+    name = "method"
+
+    def train(self, task: Task, mode: str) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """A new test sequence starts: drop any temporal state."""
+
+    def predict(self, frame: Frame) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OracleMethod(Method):
+    """Returns the ground truth of the tracked ids: every score is perfect. Checks the runner."""
+
+    name = "oracle"
+
+    def train(self, task: Task, mode: str) -> None:
+        self.ids = np.asarray(task.semantic_ids)
+
+    def predict(self, frame: Frame) -> np.ndarray:
+        gt = frame.ground_truth()
+        return np.where(np.isin(gt, self.ids), gt, 0)
+
+
+class EmptyMethod(Method):
+    """Predicts nothing anywhere: every IoU is 0, no false detections."""
+
+    name = "empty"
+
+    def train(self, task: Task, mode: str) -> None:
+        pass
+
+    def predict(self, frame: Frame) -> np.ndarray:
+        width, height = frame.scene.image_size
+        return np.zeros((height, width), np.uint16)
+
+
+METHODS: dict[str, Callable[[dict], Method]] = {
+    "oracle": lambda options: OracleMethod(),
+    "empty": lambda options: EmptyMethod(),
+}
+
+
+def register(name: str, factory: Callable[[dict], Method]) -> None:
+    METHODS[name] = factory
+
+
+def create(name: str, options: dict | None = None) -> Method:
+    _load_plugins()
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[name](dict(options or {}))
+
+
+def _load_plugins() -> None:
+    """Methods that live in other modules register themselves when imported."""
+    try:
+        import isar_ros.core.benchmark_methods  # noqa: F401
+    except ImportError as error:
+        if "isar_ros.core.benchmark_methods" not in str(error):
+            raise
