@@ -76,6 +76,8 @@ class GeneratorConfig:
             raise ValueError("width and height must be >= 32 and frames >= 1")
         if self.objects < 1 or self.objects > len(CATALOGUE):
             raise ValueError(f"objects must be 1..{len(CATALOGUE)}")
+        if self.objects + self.twins + self.distractors > len(COLOURS):
+            raise ValueError(f"at most {len(COLOURS)} objects, twins and distractors per task (one colour each)")
 
 
 @dataclass
@@ -101,8 +103,10 @@ class SceneSpec:
     tracked_ids: list[int] = field(default_factory=list)
 
 
-def _texture(rng: np.random.Generator, colour_names: list[str]) -> tuple[Texture, str]:
-    a, b = rng.choice(colour_names, size=2, replace=False)
+def _texture(rng: np.random.Generator, colour_names: list[str], dominant: str) -> tuple[Texture, str]:
+    """A texture whose main colour is ``dominant`` (distinct per object of a task), with a random second colour."""
+    a = dominant
+    b = str(rng.choice([c for c in colour_names if c != a]))
     pattern = str(rng.choice(PATTERNS))
     return Texture(COLOURS[a], COLOURS[b], pattern, float(rng.uniform(6, 14)), int(rng.integers(1000))), f"{a}_{pattern}"
 
@@ -112,23 +116,26 @@ def design_task(config: GeneratorConfig, task_index: int) -> tuple[str, list[Obj
     rng = np.random.default_rng([config.seed, task_index, 0])
     classes = rng.permutation(len(CATALOGUE))
     colours = list(COLOURS)
+    # Every object of a task gets its own dominant colour: objects are told apart by appearance, and
+    # the designed confusion is the CLA twin (same shape, other appearance), not accidental look-alikes.
+    dominant = iter(rng.permutation(colours).tolist())
     objects: list[ObjectSpec] = []
     next_id = FIRST_OBJECT_ID + 40 * task_index
     for k in range(config.objects):
         class_name, kind, size = CATALOGUE[classes[k]]
-        texture, look = _texture(rng, colours)
+        texture, look = _texture(rng, colours, next(dominant))
         scale = SMALL_SCALE if k >= config.objects - config.small_objects else 1.0
         objects.append(ObjectSpec(next_id, f"{look}_{class_name}", class_name, kind, tuple(s * scale for s in size), texture, True))
         next_id += 1
     for k in range(config.twins):
         original = objects[k % config.objects]
-        texture, look = _texture(rng, colours)
+        texture, look = _texture(rng, colours, next(dominant))
         objects.append(ObjectSpec(next_id, f"{look}_{original.class_name}", original.class_name, original.kind,
                                   original.half_size, texture, False))
         next_id += 1
     for k in range(config.distractors):
         class_name, kind, size = CATALOGUE[classes[(config.objects + k) % len(CATALOGUE)]]
-        texture, look = _texture(rng, colours)
+        texture, look = _texture(rng, colours, next(dominant))
         objects.append(ObjectSpec(next_id, f"{look}_{class_name}", class_name, kind, size, texture, False))
         next_id += 1
     task_name = "_".join(o.name.split("_")[0] + o.class_name for o in objects if o.tracked)
@@ -194,8 +201,10 @@ def layout_scene(spec: SceneSpec, frames: int) -> Layout:
                                obj.texture, float(rng.uniform(0, np.pi)), velocity))
         targets.append((angle, ground + np.array([0, base + half[1], 0])))
     targets.sort(key=lambda item: item[0])
-    sweep = sector + 0.3
-    return Layout(room, lighting, shapes, centre, [t for _, t in targets], start_angle - 0.15, sweep)
+    # The view turns by at most 0.6 rad/s on average (peak 0.9 with the smoothstep): below ISAR's FST limit.
+    sweep = min(sector + 0.3, 0.6 * frames / FPS)
+    start = start_angle + (sector - sweep) / 2
+    return Layout(room, lighting, shapes, centre, [t for _, t in targets], start, sweep)
 
 
 def add_pillars(layout: Layout, rng: np.random.Generator, count: int) -> None:
@@ -212,8 +221,8 @@ def add_pillars(layout: Layout, rng: np.random.Generator, count: int) -> None:
 def camera_path(layout: Layout, frames: int, rng: np.random.Generator, fast: bool) -> list[np.ndarray]:
     """Camera-to-world poses: the camera circles slowly near the room centre and pans across the objects.
 
-    Normal scenes turn by ``layout.sweep`` over the whole scene (below ISAR's 1 rad/s FST limit at
-    90 frames); fast scenes sweep back and forth three times as fast.
+    Normal scenes turn by ``layout.sweep`` over the whole scene (below ISAR's 1 rad/s FST limit);
+    fast scenes sweep back and forth three times as fast.
     """
     direction = rng.choice([-1.0, 1.0])
     orbit_radius = rng.uniform(0.2, 0.6)

@@ -82,8 +82,4 @@ def create(name: str, options: dict | None = None) -> Method:
 
 def _load_plugins() -> None:
     """Methods that live in other modules register themselves when imported."""
-    try:
-        import isar_ros.core.benchmark_methods  # noqa: F401
-    except ImportError as error:
-        if "isar_ros.core.benchmark_methods" not in str(error):
-            raise
+    import isar_ros.isar.core_methods  # noqa: F401

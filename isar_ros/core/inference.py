@@ -1,0 +1,332 @@
+"""Find every taught object in a frame: one matrix product, a presence decision, masks, a label image.
+
+Per frame (:meth:`InstanceFinder.find`):
+
+1. *scoring* - the frame's patch features (N x C) times the stacked classifier weights (C x K):
+   one matrix product on the inference device scores every patch for all K objects;
+2. *presence* - per object, the mean of its ``min_patches`` best patch scores, through a sigmoid,
+   against its calibrated threshold (vectorised over all objects; with ``temporal`` on, an object
+   seen in the previous frame stays on down to ``hysteresis`` below the threshold). Objects judged
+   absent are never painted: the authors' baseline always prompts the global maximum and so
+   paints absent objects; this is where we differ most;
+3. *post-processing*, for present objects only - connected components on the patch grid (keep
+   those larger than ``min_component_fraction`` of the largest, as ISAR does), the margin maps
+   upsampled to the image (bilinear, optionally edge-aware with a guided filter on the image), and
+   every pixel given to the object with the highest positive margin, so each pixel has at most one;
+4. optional *refinement* by a mask predictor (SAM) prompted from each object's score peak and box.
+
+The prototype matcher (``matcher="prototype"``) replaces step 1's classifier by cosine similarity
+to each object's prototypes, takes connected regions of its similarity maps as mask proposals, and
+gives each proposal to the object whose prototypes its mean feature matches best (the "No Time to
+Train!" way, with proposals from the score maps when SAM's mask generator is not available).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from isar_ros.core.backbones.base import FeatureGrid
+
+
+@dataclass
+class InferenceConfig:
+    matcher: str = "svm"  # "svm" (ISAR) or "prototype" ("No Time to Train!")
+    presence: bool = True  # False: paint every object wherever it scores, as the authors' baseline does
+    presence_offset: float = 0.0  # added to every object's presence threshold, in logit units (run-time knob)
+    mask_offset: float = 0.0  # added to every object's mask threshold (run-time knob)
+    min_component_fraction: float = 0.2
+    max_area_factor: float = 4.0  # regions larger than this x the largest taught view are not the object
+    edge_aware: bool = True  # guided-filter upsampling of margins, snapping masks to image edges
+    temporal: bool = True
+    hysteresis: float = 0.5  # logit units an object seen last frame may drop below its threshold
+    refine: str = "none"  # "none" or "sam"
+
+    def __post_init__(self):
+        if self.matcher not in ("svm", "prototype"):
+            raise ValueError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
+        if self.refine not in ("none", "sam"):
+            raise ValueError(f"refine must be 'none' or 'sam', not {self.refine!r}")
+
+
+@dataclass
+class Instance:
+    object_id: int
+    name: str
+    score: float  # presence confidence in [0, 1]
+    box_xywh: tuple[int, int, int, int]  # x_offset, y_offset, width, height, pixels
+    area: int
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # H x W uint16: object id per pixel, 0 = none
+    instances: list[Instance]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    memory_version: int = 0
+
+
+COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judged on the best region
+PROTOTYPE_LOGIT_SCALE = 10.0  # cosine similarity above the object's threshold -> logit
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class ObjectModel:
+    """All objects' classifiers stacked on the inference device, built from a memory export."""
+
+    def __init__(self, export: dict, device: torch.device | str = "cpu"):
+        self.version = int(export["version"])
+        self.backbone_id = export["backbone_id"]
+        self.feature_dim = int(export["feature_dim"])
+        objects = export["objects"]
+        self.ids = np.array([o["object_id"] for o in objects], np.int64)
+        self.names = [o["name"] for o in objects]
+        self.device = torch.device(device)
+        dim = self.feature_dim
+        weights = np.stack([np.asarray(o["weights"], np.float32) for o in objects]) if objects else np.zeros((0, dim), np.float32)
+        self.weights = torch.from_numpy(weights).to(self.device)  # K x C
+        self.bias = torch.tensor([float(o["bias"]) for o in objects], dtype=torch.float32, device=self.device)
+        self.mask_threshold = np.array([o["mask_threshold"] for o in objects], np.float32)
+        self.presence_logit = _logit(np.array([o["presence_threshold"] for o in objects], np.float64))
+        self.min_patches = np.array([max(1, int(o["min_patches"])) for o in objects], np.int64)
+        self.max_patches = np.array([max(1, int(o["max_patches"])) for o in objects], np.int64)
+        self.prototype_threshold = np.array([o["prototype_threshold"] for o in objects], np.float32)
+        protos = [np.asarray(o["prototypes"], np.float32).reshape(-1, dim) for o in objects]
+        self.prototype_owner = np.concatenate([[k] * len(p) for k, p in enumerate(protos)]).astype(np.int64) if objects else np.zeros(0, np.int64)
+        self.prototypes = torch.from_numpy(np.concatenate(protos) if objects else np.zeros((0, dim), np.float32)).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class InstanceFinder:
+    """Stateful per stream (temporal presence); :meth:`reset` at a new sequence."""
+
+    def __init__(self, model: ObjectModel, config: InferenceConfig | None = None, refiner=None):
+        self.config = config or InferenceConfig()
+        self.refiner = refiner
+        self.model = model
+        self._previously_present: set[int] = set()
+
+    def set_model(self, model: ObjectModel) -> None:
+        """Swap in a new memory between frames (temporal state of objects that remain is kept)."""
+        self.model = model
+        self._previously_present &= set(model.ids.tolist())
+
+    def reset(self) -> None:
+        self._previously_present = set()
+
+    # ---- stages ---------------------------------------------------------------------------------
+    def score(self, grid: FeatureGrid) -> torch.Tensor:
+        """(rows, cols, K) patch scores for all objects: one matrix product."""
+        rows, cols = grid.features.shape[:2]
+        flat = grid.features.reshape(-1, grid.features.shape[-1]).to(self.model.device, torch.float32)
+        if self.config.matcher == "svm":
+            scores = torch.addmm(self.model.bias, flat, self.model.weights.T)
+        else:
+            similarity = flat @ self.model.prototypes.T  # N x total prototypes
+            owner = torch.from_numpy(self.model.prototype_owner).to(similarity.device)
+            scores = torch.full((flat.shape[0], len(self.model)), -1.0, device=similarity.device)
+            scores = scores.scatter_reduce(1, owner.expand(flat.shape[0], -1), similarity, reduce="amax", include_self=True)
+        return scores.reshape(rows, cols, -1)
+
+    def presence(self, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Presence probability and decision per object.
+
+        The statistic is the mean of an object's ``min_patches`` best patch scores (as a logit).
+        It is computed for all objects at once; objects within ``COMPONENT_CHECK`` logits of their
+        threshold are then re-judged on their best connected region alone, since a real object is
+        a compact blob while false alarms are scattered patches.
+        """
+        k = len(self.model)
+        rows, cols = scores.shape[:2]
+        flat = scores.reshape(-1, k)
+        m_max = int(min(self.model.min_patches.max(initial=1), flat.shape[0]))
+        top = torch.topk(flat, m_max, dim=0).values.cpu().numpy()  # m_max x K
+        m = np.minimum(self.model.min_patches, m_max)
+        logits = np.cumsum(top, axis=0)[m - 1, np.arange(k)] / m
+        if self.config.matcher == "prototype":
+            logits = (logits - self.model.prototype_threshold) * PROTOTYPE_LOGIT_SCALE
+            threshold = np.zeros(k)
+        else:
+            threshold = self.model.presence_logit.copy()
+        threshold = threshold + self.config.presence_offset
+        if self.config.temporal:
+            was = np.isin(self.model.ids, list(self._previously_present))
+            threshold[was] -= self.config.hysteresis
+        for j in np.flatnonzero(logits > threshold - COMPONENT_CHECK):
+            logits[j] = self._best_region_logit(scores[..., j].cpu().numpy(), j, int(m[j]))
+        probability = 1.0 / (1.0 + np.exp(-logits))
+        present = logits > threshold if self.config.presence else np.ones(k, bool)
+        return probability, present
+
+    def _plausible_regions(self, score_map: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Connected regions above object ``j``'s mask threshold that are not far larger than any taught view.
+
+        Returns (region label image, ids of the plausible regions). A region of more than
+        ``max_area_factor`` times the object's largest taught view is a wall or floor of similar
+        colour, not the object.
+        """
+        limit = self._mask_threshold(j)
+        count, regions, stats, _ = cv2.connectedComponentsWithStats((score_map > limit).astype(np.uint8), connectivity=8)
+        largest = self.config.max_area_factor * self.model.max_patches[j]
+        plausible = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= largest) + 1
+        return regions, plausible
+
+    def _best_region_logit(self, score_map: np.ndarray, j: int, m: int) -> float:
+        """The presence logit of object ``j`` from its best plausible connected region only."""
+        limit = self._mask_threshold(j)
+        regions, plausible = self._plausible_regions(score_map, j)
+        if plausible.size == 0:
+            value = limit - 1.0
+        else:
+            sums = np.bincount(regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1)
+            region = plausible[int(np.argmax(sums[plausible]))]
+            inside = np.sort(score_map[regions == region])[::-1]
+            best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[:m]  # too small: pad at the boundary
+            value = float(best.mean())
+        if self.config.matcher == "prototype":
+            return (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
+        return value
+
+    def _mask_threshold(self, j: int) -> float:
+        base = self.model.prototype_threshold[j] if self.config.matcher == "prototype" else self.model.mask_threshold[j]
+        return float(base) + self.config.mask_offset
+
+    def find(self, grid: FeatureGrid, rgb: np.ndarray | None = None) -> Segmentation:
+        """Label image and instances for one frame whose features are ``grid`` (``rgb`` for edge-aware masks)."""
+        width, height = grid.image_size
+        timings = {}
+        if len(self.model) == 0:
+            return Segmentation(np.zeros((height, width), np.uint16), [], timings, self.model.version)
+        start = time.perf_counter()
+        scores = self.score(grid)
+        probability, present = self.presence(scores)
+        timings["scoring"] = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        labels, instances = self._masks(grid, scores, probability, present, rgb)
+        timings["postprocess"] = (time.perf_counter() - start) * 1000
+        if self.refiner is not None and instances:
+            start = time.perf_counter()
+            labels, instances = self._refine(rgb, labels, instances)
+            timings["refinement"] = (time.perf_counter() - start) * 1000
+        self._previously_present = {i.object_id for i in instances}
+        return Segmentation(labels, instances, timings, self.model.version)
+
+    def _masks(self, grid, scores, probability, present, rgb):
+        width, height = grid.image_size
+        rows, cols = scores.shape[:2]
+        chosen = np.flatnonzero(present)
+        if chosen.size == 0:
+            return np.zeros((height, width), np.uint16), []
+        thresholds = np.array([self._mask_threshold(j) for j in chosen], np.float32)
+        selected = scores[..., torch.from_numpy(chosen).to(scores.device)].cpu().numpy()  # rows x cols x P
+        if not self.config.presence:
+            # Like the authors' baseline, which always prompts each object's global maximum: every
+            # object keeps at least its `min_patches` best patches, present or not.
+            flat = np.sort(selected.reshape(-1, len(chosen)), axis=0)[::-1]
+            mth_best = flat[np.minimum(self.model.min_patches[chosen], len(flat)) - 1, np.arange(len(chosen))]
+            thresholds = np.minimum(thresholds, mth_best - 0.25)
+        margins = selected - thresholds
+        keep = np.zeros_like(margins, dtype=bool)
+        for j, k in enumerate(chosen):
+            regions, plausible = self._plausible_regions(selected[..., j], k)
+            candidate = np.isin(regions, plausible) if self.config.presence else margins[..., j] > 0
+            keep[..., j] = _large_components(candidate & (margins[..., j] > 0), self.config.min_component_fraction)
+        if self.config.matcher == "prototype":
+            keep = self._match_proposals(grid, keep, chosen)
+        margins = np.where(keep, margins, np.minimum(margins, -1e-3))
+        # Upsample only around the kept regions; elsewhere the margin stays negative.
+        upsampled = np.empty((len(chosen), height, width), np.float32)
+        guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 if (rgb is not None and self.config.edge_aware) else None
+        stride = max(width / cols, height / rows)
+        for j in range(len(chosen)):
+            up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)
+            if guide is not None:
+                up = _guided_filter(guide, up, radius=max(int(stride), 2), eps=1e-3)
+            upsampled[j] = up
+        best = upsampled.argmax(axis=0)
+        best_margin = np.take_along_axis(upsampled, best[None], axis=0)[0]
+        labels = np.where(best_margin > 0, self.model.ids[chosen][best], 0).astype(np.uint16)
+        instances = []
+        for j, k in enumerate(chosen):
+            object_id = int(self.model.ids[k])
+            mask = labels == object_id
+            area = int(mask.sum())
+            if area == 0:
+                continue
+            ys, xs = np.nonzero(mask)
+            box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            instances.append(Instance(object_id, self.model.names[k], float(probability[k]), box, area))
+        return labels, instances
+
+    def _match_proposals(self, grid: FeatureGrid, keep: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Each proposal (a region of an object's similarity map) goes to the object its mean feature matches best."""
+        flat = grid.features.reshape(-1, grid.features.shape[-1]).to(self.model.device, torch.float32)
+        owner = self.model.prototype_owner
+        result = np.zeros_like(keep)
+        for j, k in enumerate(chosen):
+            count, regions = cv2.connectedComponents(keep[..., j].astype(np.uint8), connectivity=8)
+            for r in range(1, count):
+                region = torch.from_numpy((regions == r).ravel()).to(flat.device)
+                mean = flat[region].mean(0)
+                mean = mean / mean.norm().clamp_min(1e-6)
+                sims = (self.model.prototypes @ mean).cpu().numpy()
+                best_object = owner[int(np.argmax(sims))]
+                if best_object == k:
+                    result[..., j] |= regions == r
+        return result
+
+    def _refine(self, rgb, labels, instances):
+        from isar_ros.core.prompt_mask import Prompt
+
+        self.refiner.set_image(rgb)
+        refined = np.zeros_like(labels)
+        for instance in instances:
+            mask = labels == instance.object_id
+            ys, xs = np.nonzero(mask)
+            centre = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+            x, y, w, h = instance.box_xywh
+            prompt = Prompt(np.array([[xs[centre], ys[centre]]], np.float32), np.array([1]), np.array([x, y, x + w - 1, y + h - 1], np.float32))
+            better = self.refiner.predict(prompt)
+            refined[better & (refined == 0)] = instance.object_id
+        kept = []
+        for instance in instances:
+            mask = refined == instance.object_id
+            if mask.any():
+                ys, xs = np.nonzero(mask)
+                instance.box_xywh = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+                instance.area = int(mask.sum())
+                kept.append(instance)
+        return refined, kept
+
+
+def _large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
+    """Connected components of ``mask`` with at least ``fraction`` of the largest one's area."""
+    count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask.astype(bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    good = np.flatnonzero(areas >= fraction * areas.max()) + 1
+    return np.isin(regions, good)
+
+
+def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter (grey guide): smooths ``source`` while following the guide's edges."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    mean = lambda x: cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mean_i, mean_p = mean(guide), mean(source)
+    cov_ip = mean(guide * source) - mean_i * mean_p
+    var_i = mean(guide * guide) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return mean(a) * guide + mean(b)
+

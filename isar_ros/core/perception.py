@@ -1,0 +1,148 @@
+"""The perception facade: what the ROS nodes and the benchmark method call.
+
+::
+
+    perception = Perception(PerceptionConfig())              # offline default: handcrafted + GrabCut
+    frame = perception.encode(rgb)                            # features once per frame
+    result = perception.teach([(frame, [prompt])], name="mug")   # -> TeachResult(object_id, masks)
+    segmentation = perception.find(perception.encode(other_rgb))
+
+``encode`` pays the expensive steps once per frame (backbone features; the mask predictor's image
+encoding happens once in ``teach`` however many prompts refer to that frame).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from isar_ros.core.backbones import Backbone, FeatureGrid, create_backbone
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
+from isar_ros.core.memory import InstanceMemory, MemoryConfig
+from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError, create_mask_predictor
+
+
+@dataclass
+class PerceptionConfig:
+    backbone: str = "handcrafted"
+    device: str = "auto"
+    backbone_options: dict = field(default_factory=dict)
+    mask_predictor: str = "auto"  # auto (SAM if its checkpoint is found), sam, grabcut
+    sam_checkpoint: str | None = None
+    augmentations: int = 2  # photometric variants of each teaching frame (other lighting, other rooms)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+@dataclass
+class EncodedFrame:
+    rgb: np.ndarray
+    grid: FeatureGrid
+    seconds: float = 0.0
+
+
+@dataclass
+class TeachResult:
+    object_id: int
+    masks: list[np.ndarray]  # one per prompted frame: the union of that frame's prompt masks
+    seconds: float
+
+
+def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same view under other light: an overall gain of 0.65..1.2 and a per-channel tint of 0.85..1.0."""
+    gain = rng.uniform(0.65, 1.2) * rng.uniform(0.85, 1.0, 3)
+    return np.clip(rgb.astype(np.float32) * gain.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+class Perception:
+    def __init__(self, config: PerceptionConfig | None = None, backbone: Backbone | None = None,
+                 mask_predictor: MaskPredictor | None = None):
+        self.config = config or PerceptionConfig()
+        self.backbone = backbone or create_backbone(self.config.backbone, self.config.device, **self.config.backbone_options)
+        self._mask_predictor = mask_predictor
+        self.memory = InstanceMemory(self.backbone.backbone_id, self.backbone.feature_dim, self.config.memory)
+        self.finder = InstanceFinder(self._model(), self.config.inference)
+
+    @property
+    def mask_predictor(self) -> MaskPredictor:
+        if self._mask_predictor is None:  # loading SAM is costly: only when teaching needs it
+            self._mask_predictor = create_mask_predictor(self.config.mask_predictor, self.config.sam_checkpoint, self.config.device)
+        return self._mask_predictor
+
+    def _model(self) -> ObjectModel:
+        return ObjectModel(self.memory.export(), self.backbone.device)
+
+    def encode(self, rgb: np.ndarray) -> EncodedFrame:
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
+        start = time.perf_counter()
+        grid = self.backbone.extract(rgb)
+        return EncodedFrame(rgb, grid, time.perf_counter() - start)
+
+    def masks_for(self, frame: EncodedFrame, prompts: list[Prompt]) -> np.ndarray:
+        """The union of the masks of ``prompts`` on one frame (image encoded once)."""
+        height, width = frame.rgb.shape[:2]
+        for prompt in prompts:
+            prompt.validate(width, height)
+        self.mask_predictor.set_image(frame.rgb)
+        mask = np.zeros((height, width), bool)
+        for prompt in prompts:
+            mask |= self.mask_predictor.predict(prompt)
+        return mask
+
+    def teach(self, exemplars: list[tuple[EncodedFrame, list[Prompt]]], name: str = "", object_id: int = 0,
+              masks: list[np.ndarray] | None = None) -> TeachResult:
+        """Teach one object from prompts on one or more frames (or from given ``masks``).
+
+        Raises PromptError / MemoryFormatError with a clear message; the memory is unchanged then.
+        """
+        start = time.perf_counter()
+        if not exemplars:
+            raise PromptError("no prompted frame given")
+        if masks is None:
+            masks = [self.masks_for(frame, prompts) for frame, prompts in exemplars]
+        views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks)]
+        rng = np.random.default_rng([self.memory.version, len(views)])
+        for (frame, _), mask in zip(exemplars, masks):
+            for _ in range(self.config.augmentations):
+                variant = relight(frame.rgb, rng)
+                views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))
+        object_id = self.memory.teach(views, name, object_id, num_exemplars=len(exemplars))
+        self.finder.set_model(self._model())
+        return TeachResult(object_id, masks, time.perf_counter() - start)
+
+    def clear(self) -> None:
+        """Forget everything (a fresh memory for the same backbone)."""
+        self.memory = InstanceMemory(self.backbone.backbone_id, self.backbone.feature_dim, self.config.memory)
+        self.finder.set_model(self._model())
+        self.finder.reset()
+
+    def forget(self, object_id: int) -> None:
+        self.memory.forget(object_id)
+        self.finder.set_model(self._model())
+
+    def rename(self, object_id: int, name: str) -> None:
+        self.memory.rename(object_id, name)
+        self.finder.set_model(self._model())
+
+    def find(self, frame: EncodedFrame) -> Segmentation:
+        segmentation = self.finder.find(frame.grid, frame.rgb)
+        segmentation.timings_ms["features"] = frame.seconds * 1000
+        return segmentation
+
+    def reset(self) -> None:
+        """A new image sequence starts: drop temporal state."""
+        self.finder.reset()
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        return self.memory.save(directory)
+
+    def load(self, directory: str | os.PathLike) -> None:
+        """Replace the memory by a saved one; on any error the current memory stays as it was."""
+        memory = InstanceMemory.load(directory, self.backbone.backbone_id, self.config.memory)
+        self.memory = memory
+        self.finder.set_model(self._model())

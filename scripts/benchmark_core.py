@@ -1,0 +1,183 @@
+"""Speed and memory of the perception core, printed and saved (not a test: numbers, no assertions).
+
+    .venv/bin/python scripts/benchmark_core.py [--repeats 20] [--out docs/benchmarks.json]
+
+Measures, in one run on this machine:
+
+1. per-frame latency by stage (features, scoring, post-processing) at 640x480 for each backbone
+   that can run here: the hand-crafted one, and DINOv2 ViT-S/14 and ViT-B/14 with *random*
+   weights (the official checkpoints cannot be downloaded here; speed does not depend on the
+   weights), fp32 and bfloat16 autocast;
+2. scoring time per frame (features excluded) for 1, 10 and 100 taught objects - one stacked
+   matrix product plus the vectorised presence decision - beside a loop of per-object
+   scikit-learn ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
+3. teach latency (prompts -> object usable) for 1 and 10 exemplars (GrabCut masks);
+4. peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from isar_ros.core.backbones import create_backbone  # noqa: E402
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel  # noqa: E402
+from isar_ros.core.perception import Perception, PerceptionConfig  # noqa: E402
+from isar_ros.core.prompt_mask import Prompt  # noqa: E402
+
+
+def test_image(width=640, height=480, seed=0) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A textured frame with a few coloured boxes (x0, y0, x1, y1) to prompt."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(60, 200, (height // 8, width // 8, 3)).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    boxes = []
+    for k in range(4):
+        x0, y0 = int(rng.integers(0, width - 120)), int(rng.integers(0, height - 120))
+        x1, y1 = x0 + int(rng.integers(60, 120)), y0 + int(rng.integers(60, 120))
+        image[y0:y1, x0:x1] = rng.integers(0, 255, 3)
+        image[y0:y1:6, x0:x1] = rng.integers(0, 255, 3)
+        boxes.append((x0, y0, x1 - 1, y1 - 1))
+    return image, boxes
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def summary(samples: list[float]) -> dict:
+    return {"median_ms": statistics.median(samples), "p90_ms": float(np.percentile(samples, 90)), "n": len(samples)}
+
+
+def stage_latency(repeats: int) -> list[dict]:
+    rows = []
+    image, boxes = test_image()
+    candidates = [("handcrafted", {}, False), ("dinov2_vits14", {"random_init": True}, False),
+                  ("dinov2_vits14", {"random_init": True}, True), ("dinov2_vitb14", {"random_init": True}, True)]
+    for name, options, bf16 in candidates:
+        if name.startswith("dinov2"):
+            options = {**options, "bf16": bf16}
+        backbone = create_backbone(name, "cpu", **options)
+        perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"), backbone=backbone)
+        frame = perception.encode(image)
+        perception.teach([(frame, [Prompt.from_isar(box_xyxy=boxes[0])])], name="object")
+        features = timed(lambda: backbone.extract(image), max(3, repeats // (5 if name != "handcrafted" else 1)))
+        scoring, post = [], []
+        for _ in range(repeats):
+            segmentation = perception.finder.find(frame.grid, image)
+            scoring.append(segmentation.timings_ms["scoring"])
+            post.append(segmentation.timings_ms["postprocess"])
+        rows.append({"backbone": name + (" bf16" if bf16 else ""), "weights": "random" if name != "handcrafted" else "none needed",
+                     "grid": list(frame.grid.features.shape[:2]), "features": summary(features),
+                     "scoring": summary(scoring), "postprocess": summary(post)})
+        print(f"  {rows[-1]['backbone']:<22} features {rows[-1]['features']['median_ms']:8.1f} ms  "
+              f"scoring {rows[-1]['scoring']['median_ms']:6.2f} ms  post {rows[-1]['postprocess']['median_ms']:6.2f} ms")
+    return rows
+
+
+def synthetic_export(k: int, dim: int, features: np.ndarray, rng: np.random.Generator) -> dict:
+    """``k`` linear classifiers shaped like taught ones: weights towards a random patch, absent from this frame."""
+    flat = features.reshape(-1, dim)
+    objects = []
+    for i in range(k):
+        target = flat[rng.integers(len(flat))] - flat.mean(0)
+        w = (target / np.linalg.norm(target) * 4.0).astype(np.float32)
+        objects.append({"object_id": i + 1, "name": f"object {i + 1}", "num_exemplars": 1, "weights": w,
+                        "bias": float(-(flat @ w).max() - 2.0), "mask_threshold": 0.0, "presence_threshold": 0.6,
+                        "min_patches": 20, "max_patches": 70, "prototypes": w[None] / 4.0, "prototype_threshold": 0.9})
+    return {"version": 1, "backbone_id": "handcrafted", "feature_dim": dim, "objects": objects}
+
+
+def scaling(repeats: int) -> list[dict]:
+    from sklearn.svm import LinearSVC
+
+    image, _ = test_image()
+    backbone = create_backbone("handcrafted", "cpu")
+    grid = backbone.extract(image)
+    features = grid.features.numpy()
+    flat = features.reshape(-1, features.shape[-1])
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in (1, 10, 100):
+        export = synthetic_export(k, backbone.feature_dim, features, rng)
+        finder = InstanceFinder(ObjectModel(export, "cpu"), InferenceConfig())
+        stacked = timed(lambda: finder.presence(finder.score(grid)), repeats)
+        whole = timed(lambda: finder.find(grid, image), repeats)
+        models = []
+        for o in export["objects"]:
+            svm = LinearSVC().fit(np.stack([o["weights"], -o["weights"]]), [1, 0])
+            svm.coef_, svm.intercept_ = o["weights"][None].astype(np.float64), np.array([o["bias"]])
+            models.append(svm)
+        loop = timed(lambda: [m.decision_function(flat) for m in models], repeats)
+        rows.append({"objects": k, "stacked_scoring": summary(stacked), "scoring_and_postprocess": summary(whole),
+                     "sklearn_loop": summary(loop)})
+        print(f"  {k:>3} objects: stacked {rows[-1]['stacked_scoring']['median_ms']:6.2f} ms, with post-processing "
+              f"{rows[-1]['scoring_and_postprocess']['median_ms']:6.2f} ms, sklearn loop {rows[-1]['sklearn_loop']['median_ms']:7.2f} ms")
+    base = rows[0]["stacked_scoring"]["median_ms"]
+    for row in rows:
+        row["stacked_vs_1_object"] = row["stacked_scoring"]["median_ms"] / base
+        row["loop_vs_stacked"] = row["sklearn_loop"]["median_ms"] / row["stacked_scoring"]["median_ms"]
+    return rows
+
+
+def teach_latency(repeats: int) -> list[dict]:
+    rows = []
+    frames = [test_image(seed=s) for s in range(10)]
+    for count in (1, 10):
+        samples = []
+        for r in range(max(2, repeats // 5)):
+            perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+            start = time.perf_counter()
+            encoded = [(perception.encode(image), [Prompt.from_isar(box_xyxy=boxes[0])]) for image, boxes in frames[:count]]
+            perception.teach(encoded, name="object")
+            samples.append((time.perf_counter() - start) * 1000)
+        rows.append({"exemplars": count, **summary(samples)})
+        print(f"  teach from {count:>2} exemplar(s): {rows[-1]['median_ms']:8.1f} ms (features, GrabCut, augmentation, fit)")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.json")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print("1. latency by stage at 640x480")
+    stages = stage_latency(args.repeats)
+    print("2. scoring cost against the number of taught objects (features excluded)")
+    scale = scaling(args.repeats * 5)
+    print("3. teach latency")
+    teach = teach_latency(args.repeats)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"4. peak resident memory: {peak_mb:.0f} MB")
+    for row in scale:
+        print(f"  {row['objects']:>3} objects: {row['stacked_vs_1_object']:.2f}x the 1-object cost; "
+              f"per-object loop is {row['loop_vs_stacked']:.1f}x slower")
+    result = {"stages_640x480": stages, "scaling": scale, "teach": teach, "peak_rss_mb": peak_mb,
+              "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

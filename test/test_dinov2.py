@@ -1,0 +1,125 @@
+"""DINOv2: official-format state dicts load strictly, and the forward pass matches an independent re-computation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from isar_ros.core.backbones.dinov2 import SPECS, Dinov2Backbone, DinoVisionTransformer, input_size, load_checkpoint
+from isar_ros.core.weights import WeightsNotFound
+
+
+def official_state_dict(size: str, registers: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random tensors under the official DINOv2 checkpoint keys and shapes, written out here by hand."""
+    dim, depth = {"s": (384, 12), "b": (768, 12)}[size]
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *shape, std=0.02: torch.randn(*shape, generator=g) * std  # noqa: E731
+    state = {
+        "cls_token": rnd(1, 1, dim), "pos_embed": rnd(1, 1370, dim), "mask_token": rnd(1, dim),
+        "patch_embed.proj.weight": rnd(dim, 3, 14, 14), "patch_embed.proj.bias": rnd(dim),
+        "norm.weight": 1 + rnd(dim), "norm.bias": rnd(dim),
+    }
+    if registers:
+        state["register_tokens"] = rnd(1, registers, dim)
+    for i in range(depth):
+        p = f"blocks.{i}."
+        state.update({
+            p + "norm1.weight": 1 + rnd(dim), p + "norm1.bias": rnd(dim),
+            p + "attn.qkv.weight": rnd(3 * dim, dim), p + "attn.qkv.bias": rnd(3 * dim),
+            p + "attn.proj.weight": rnd(dim, dim), p + "attn.proj.bias": rnd(dim),
+            p + "ls1.gamma": rnd(dim, std=0.5), p + "norm2.weight": 1 + rnd(dim), p + "norm2.bias": rnd(dim),
+            p + "mlp.fc1.weight": rnd(4 * dim, dim), p + "mlp.fc1.bias": rnd(4 * dim),
+            p + "mlp.fc2.weight": rnd(dim, 4 * dim), p + "mlp.fc2.bias": rnd(dim),
+            p + "ls2.gamma": rnd(dim, std=0.5),
+        })
+    return state
+
+
+def reference_forward(state: dict, x: torch.Tensor, heads: int, registers: int) -> torch.Tensor:
+    """Straightforward re-computation of the DINOv2 layers from the state dict (float64)."""
+    s = {k: v.double() for k, v in state.items()}
+    x = x.double()
+    dim = s["cls_token"].shape[-1]
+    rows, cols = x.shape[2] // 14, x.shape[3] // 14
+
+    def layer_norm(t, w, b):
+        mean = t.mean(-1, keepdim=True)
+        var = ((t - mean) ** 2).mean(-1, keepdim=True)
+        return (t - mean) / torch.sqrt(var + 1e-6) * w + b
+
+    patches = x.unfold(2, 14, 14).unfold(3, 14, 14)  # 1 x 3 x rows x cols x 14 x 14
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(1, rows * cols, 3 * 14 * 14)
+    tokens = patches @ s["patch_embed.proj.weight"].reshape(dim, -1).T + s["patch_embed.proj.bias"]
+    grid = s["pos_embed"][0, 1:].reshape(37, 37, dim).permute(2, 0, 1)[None]
+    pos = F.interpolate(grid, scale_factor=((rows + 0.1) / 37, (cols + 0.1) / 37), mode="bicubic", antialias=False)
+    pos = pos[0].permute(1, 2, 0).reshape(rows * cols, dim)
+    tokens = torch.cat([s["cls_token"][0] + s["pos_embed"][0, :1], tokens[0] + pos])
+    if registers:
+        tokens = torch.cat([tokens[:1], s["register_tokens"][0], tokens[1:]])
+    head = dim // heads
+    for i in range(12):
+        p = f"blocks.{i}."
+        h = layer_norm(tokens, s[p + "norm1.weight"], s[p + "norm1.bias"])
+        q, k, v = (h @ s[p + "attn.qkv.weight"].T + s[p + "attn.qkv.bias"]).chunk(3, dim=-1)
+        out = []
+        for j in range(heads):
+            sl = slice(j * head, (j + 1) * head)
+            weights = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(head), dim=-1)
+            out.append(weights @ v[:, sl])
+        attn = torch.cat(out, dim=-1) @ s[p + "attn.proj.weight"].T + s[p + "attn.proj.bias"]
+        tokens = tokens + attn * s[p + "ls1.gamma"]
+        h = layer_norm(tokens, s[p + "norm2.weight"], s[p + "norm2.bias"])
+        h = F.gelu(h @ s[p + "mlp.fc1.weight"].T + s[p + "mlp.fc1.bias"]) @ s[p + "mlp.fc2.weight"].T + s[p + "mlp.fc2.bias"]
+        tokens = tokens + h * s[p + "ls2.gamma"]
+    tokens = layer_norm(tokens, s["norm.weight"], s["norm.bias"])
+    return tokens[1 + registers:].reshape(rows, cols, dim)
+
+
+@pytest.mark.parametrize("size,registers", [("s", 0), ("b", 0), ("s", 4)])
+def test_official_state_dict_loads_strictly_and_matches_reference(tmp_path, size, registers):
+    state = official_state_dict(size, registers, seed=1)
+    path = tmp_path / f"dinov2_vit{size}14{'_reg4' if registers else ''}_pretrain.pth"
+    torch.save(state, path)
+    model = DinoVisionTransformer(SPECS[size], registers)
+    load_checkpoint(model, path)  # strict=True inside
+    model.eval()
+    for height, width in [(224, 224), (168, 252)]:
+        x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(height))
+        with torch.no_grad():
+            ours = model.forward_features(x)[0]
+        expected = reference_forward(state, x, SPECS[size].heads, registers)
+        assert ours.shape == (height // 14, width // 14, SPECS[size].dim)
+        torch.testing.assert_close(ours.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "vits.pth"
+    torch.save(official_state_dict("s", 0, 0), path)
+    with pytest.raises(ValueError, match="is not a checkpoint of this DINOv2 model"):
+        load_checkpoint(DinoVisionTransformer(SPECS["s"], registers=4), path)
+
+
+def test_backbone_from_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    torch.save(official_state_dict("s", 0, 2), tmp_path / "dinov2_vits14_pretrain.pth")
+    backbone = Dinov2Backbone.from_name("dinov2_vits14", torch.device("cpu"), short_side=112)
+    grid = backbone.extract(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    assert grid.features.shape == (112 // 14, 154 // 14, 384)  # 160x120 -> 154x112 keeps the aspect ratio
+    torch.testing.assert_close(grid.features.norm(dim=-1), torch.ones(8, 11))
+    bf16 = Dinov2Backbone(backbone.model, "dinov2_vits14", torch.device("cpu"), short_side=112, bf16=True)
+    cosine = (bf16.extract(np.full((120, 160, 3), 90, np.uint8)).features * backbone.extract(np.full((120, 160, 3), 90, np.uint8)).features).sum(-1)
+    assert cosine.min() > 0.99
+
+
+def test_missing_checkpoint_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    monkeypatch.delenv("ISAR_ROS_DINOV2_VITB14", raising=False)
+    with pytest.raises(WeightsNotFound, match=rf"dinov2_vitb14_pretrain\.pth into {tmp_path}.*ISAR_ROS_DINOV2_VITB14"):
+        Dinov2Backbone.from_name("dinov2_vitb14", torch.device("cpu"))
+
+
+def test_input_size_policies():
+    assert input_size(640, 480, "keep_aspect", 448, 560) == (602, 448)
+    assert input_size(1280, 720, "stretch", 448, 560) == (560, 560)

@@ -1,0 +1,215 @@
+"""Perception core: teaching, finding, persistence, and refusal of bad memories and prompts."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
+from isar_ros.core.memory import InstanceMemory, MemoryFormatError
+from isar_ros.core.perception import Perception, PerceptionConfig
+from isar_ros.core.prompt_mask import GrabCutPredictor, Prompt, PromptError
+
+
+def scene(objects: dict[str, tuple[int, int, int, int]], seed: int = 0, size=(240, 320)) -> tuple[np.ndarray, dict]:
+    """A textured background with textured rectangles: name -> (x, y, w, h). Returns (rgb, masks)."""
+    rng = np.random.default_rng(seed)
+    image = (rng.integers(90, 140, (*size, 3))).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (5, 5), 0)
+    looks = {"red_stripes": ((220, 30, 30), (250, 220, 40)), "blue_dots": ((30, 60, 220), (240, 240, 240)),
+             "green_checker": ((40, 170, 60), (20, 20, 20))}
+    masks = {}
+    for name, (x, y, w, h) in objects.items():
+        a, b = looks[name]
+        patch = np.zeros((h, w, 3), np.uint8)
+        patch[:] = a
+        if name == "red_stripes":
+            patch[::6] = b
+            patch[1::6] = b
+        elif name == "blue_dots":
+            patch[2::7, 2::7] = b
+        else:
+            yy, xx = np.mgrid[0:h, 0:w]
+            patch[((yy // 8 + xx // 8) % 2) == 1] = b
+        image[y:y + h, x:x + w] = patch
+        mask = np.zeros(size, bool)
+        mask[y:y + h, x:x + w] = True
+        masks[name] = mask
+    return image, masks
+
+
+def box_prompt(mask: np.ndarray) -> Prompt:
+    ys, xs = np.nonzero(mask)
+    return Prompt.from_isar((int(xs.mean()), int(ys.mean())), (xs.min(), ys.min(), xs.max(), ys.max()))
+
+
+@pytest.fixture
+def taught():
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    rgb, masks = scene({"red_stripes": (30, 40, 70, 60), "blue_dots": (180, 120, 80, 70)})
+    frame = perception.encode(rgb)
+    red = perception.teach([(frame, [box_prompt(masks["red_stripes"])])], name="red mug")
+    blue = perception.teach([(frame, [box_prompt(masks["blue_dots"])])], name="blue box")
+    return perception, red, blue
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_grabcut_mask_from_a_box_and_a_click():
+    rgb, masks = scene({"red_stripes": (30, 40, 70, 60)})
+    predictor = GrabCutPredictor()
+    predictor.set_image(rgb)
+    assert iou(predictor.predict(box_prompt(masks["red_stripes"])), masks["red_stripes"]) > 0.85
+    click_only = Prompt(np.array([[60.0, 70.0]]), np.array([1]))
+    assert iou(predictor.predict(click_only), masks["red_stripes"]) > 0.5
+
+
+def test_taught_objects_are_found_elsewhere_and_absent_ones_not_painted(taught):
+    perception, red, blue = taught
+    assert (red.object_id, blue.object_id) == (1, 2)
+    assert iou(red.masks[0], scene({"red_stripes": (30, 40, 70, 60)})[1]["red_stripes"]) > 0.85
+    rgb, masks = scene({"red_stripes": (200, 30, 80, 70)}, seed=5)  # moved, other background, blue box absent
+    segmentation = perception.find(perception.encode(rgb))
+    assert iou(segmentation.labels == 1, masks["red_stripes"]) > 0.6
+    assert not (segmentation.labels == 2).any()
+    (instance,) = segmentation.instances
+    assert (instance.object_id, instance.name) == (1, "red mug") and 0.5 < instance.score <= 1.0
+    assert instance.area == (segmentation.labels == 1).sum()
+    rgb, _ = scene({"green_checker": (100, 100, 60, 60)}, seed=7)  # an untaught object only
+    assert not perception.find(perception.encode(rgb)).labels.any()
+
+
+def test_presence_switched_off_paints_absent_objects(taught):
+    perception, _, _ = taught
+    rgb, _ = scene({}, seed=5)  # neither taught object is in view
+    grid = perception.encode(rgb).grid
+    assert not perception.finder.find(grid, rgb).labels.any()
+    without = InstanceFinder(perception.finder.model, InferenceConfig(presence=False)).find(grid, rgb)
+    assert {i.object_id for i in without.instances} == {1, 2}  # both painted at their best-scoring patches
+
+
+def test_one_matrix_product_equals_per_object_scores(taught):
+    perception, _, _ = taught
+    grid = perception.encode(scene({"red_stripes": (200, 30, 80, 70)}, seed=5)[0]).grid
+    stacked = perception.finder.score(grid).numpy()
+    flat = grid.features.numpy()
+    for k, obj in enumerate(sorted(perception.memory.objects.values(), key=lambda o: o.object_id)):
+        np.testing.assert_allclose(stacked[..., k], flat @ obj.weights + obj.bias, atol=1e-5)
+
+
+def test_forget_and_rename(taught):
+    perception, red, blue = taught
+    perception.rename(blue.object_id, "blue crate")
+    perception.forget(red.object_id)
+    assert [(o.object_id, o.name) for o in perception.memory.objects.values()] == [(2, "blue crate")]
+    rgb, masks = scene({"green_checker": (10, 10, 50, 50)}, seed=3)
+    result = perception.teach([(perception.encode(rgb), [box_prompt(masks["green_checker"])])], name="green")
+    assert result.object_id == 3  # ids are never reused
+
+
+def test_multi_shot_adds_exemplars_to_the_same_object(taught):
+    perception, red, _ = taught
+    rgb, masks = scene({"red_stripes": (150, 100, 60, 50)}, seed=9)
+    result = perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id)
+    assert result.object_id == red.object_id and perception.memory.objects[red.object_id].num_exemplars == 2
+
+
+def test_save_load_gives_identical_predictions(taught, tmp_path):
+    perception, _, _ = taught
+    perception.save(tmp_path / "memory")
+    restored = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    restored.load(tmp_path / "memory")
+    rgb, _ = scene({"red_stripes": (200, 30, 80, 70), "blue_dots": (20, 140, 60, 60)}, seed=4)
+    a, b = perception.find(perception.encode(rgb)), restored.find(restored.encode(rgb))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert [(i.object_id, i.name, i.score, i.box_xywh) for i in a.instances] == [(i.object_id, i.name, i.score, i.box_xywh) for i in b.instances]
+    assert restored.memory.next_id == perception.memory.next_id and restored.memory.version == perception.memory.version
+
+
+def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(taught, tmp_path):
+    perception, _, _ = taught
+    directory = tmp_path / "memory"
+    perception.save(directory)
+    before = perception.memory
+    manifest = directory / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) // 2])
+    with pytest.raises(MemoryFormatError, match="unreadable or truncated manifest"):
+        perception.load(directory)
+    assert perception.memory is before and len(perception.memory.objects) == 2
+    edited = json.loads(text)
+    edited["objects"][0]["bias"] = "nan"
+    manifest.write_text(json.dumps(edited))
+    with pytest.raises(MemoryFormatError, match="'bias' must be a finite number"):
+        perception.load(directory)
+    edited = json.loads(text)
+    edited["arrays"] = "../../etc/passwd"
+    manifest.write_text(json.dumps(edited))
+    with pytest.raises(MemoryFormatError, match="is not of the form arrays-NNNNNN.npz"):
+        perception.load(directory)
+    manifest.write_text(text)
+    arrays = next(directory.glob("arrays-*.npz"))
+    arrays.write_bytes(arrays.read_bytes()[:-10])
+    with pytest.raises(MemoryFormatError, match="does not match the checksum"):
+        perception.load(directory)
+    assert perception.memory is before
+
+
+def test_memory_from_another_backbone_is_refused(taught, tmp_path):
+    perception, _, _ = taught
+    perception.save(tmp_path / "memory")
+    with pytest.raises(MemoryFormatError, match="was built with backbone 'handcrafted-v2.*but 'dinov2_vits14' is running"):
+        InstanceMemory.load(tmp_path / "memory", backbone_id="dinov2_vits14")
+
+
+def test_pickled_arrays_are_never_loaded(taught, tmp_path):
+    perception, _, _ = taught
+    directory = tmp_path / "memory"
+    perception.save(directory)
+    arrays = next(directory.glob("arrays-*.npz"))
+    with np.load(arrays) as data:
+        content = {k: data[k] for k in data.files}
+    content["background"] = np.array([object()], dtype=object)  # would need pickle to read
+    np.savez(arrays, **content)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    import hashlib
+
+    manifest["arrays_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MemoryFormatError, match="refused"):
+        InstanceMemory.load(directory)
+
+
+@pytest.mark.parametrize("prompt,message", [
+    (Prompt(np.array([[500.0, 10.0]]), np.array([1])), r"point \(500, 10\) is outside the 320x240 image"),
+    (Prompt(box_xyxy=np.array([50.0, 50.0, 50.0, 80.0])), "is empty"),
+    (Prompt(np.array([[10.0, 10.0]]), np.array([0])), "neither a positive point nor a box"),
+    (Prompt(np.array([[np.nan, 10.0]]), np.array([1])), "NaN or infinite"),
+    (Prompt(np.array([[10.0, 10.0]]), np.array([1, 0])), "1 points but 2 labels"),
+])
+def test_bad_prompts_are_refused_with_a_reason_and_nothing_is_taught(taught, prompt, message):
+    perception, _, _ = taught
+    frame = perception.encode(scene({})[0])
+    version = perception.memory.version
+    with pytest.raises(PromptError, match=message):
+        perception.teach([(frame, [prompt])], name="x")
+    assert perception.memory.version == version and len(perception.memory.objects) == 2
+
+
+def test_prototype_matcher_finds_the_taught_object(taught):
+    perception, _, _ = taught
+    rgb, masks = scene({"red_stripes": (200, 30, 80, 70)}, seed=5)
+    finder = InstanceFinder(perception.finder.model, InferenceConfig(matcher="prototype"))
+    segmentation = finder.find(perception.encode(rgb).grid, rgb)
+    assert iou(segmentation.labels == 1, masks["red_stripes"]) > 0.5
+    assert not (segmentation.labels == 2).any()
+
+
+def test_object_model_is_built_on_the_inference_device(taught):
+    perception, _, _ = taught
+    model = ObjectModel(perception.memory.export(), "cpu")
+    assert model.weights.device == torch.device("cpu") and model.weights.shape == (2, perception.backbone.feature_dim)
