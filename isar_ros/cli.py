@@ -1,8 +1,10 @@
 """``isar-ros``: one command for the product's jobs.
 
+    isar-ros demo                                            the README's main job (through the ROS nodes)
+    isar-ros up [--image TOPIC ...]                          teach + inference nodes on a live camera
+    isar-ros replay --data DIR [--task T --scene S]          sim bridge + teach + inference
     isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format dataset
     isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
-    isar-ros demo                                            the README's main job
 """
 
 from __future__ import annotations
@@ -82,21 +84,119 @@ def cmd_benchmark(args) -> int:
 
 
 def add_demo(sub) -> None:
-    parser = sub.add_parser("demo", help="the main job: generate the demo dataset if missing, teach, find, score")
+    parser = sub.add_parser("demo", help="the main job: generate the demo dataset if missing, teach, find and score through the nodes")
     parser.add_argument("--data", type=Path, default=DEMO_DATA)
     parser.add_argument("--out", type=Path, default=DEMO_OUT)
+    parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
+    parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
+
+
+def ensure_demo_data(data: Path) -> None:
+    """Generate the demo dataset into the default folder once; another folder must already hold a dataset."""
+    from sim_bridge.generator import GeneratorConfig, generate
+
+    if (data / ".complete").is_file() or (data.resolve() != DEMO_DATA.resolve() and data.is_dir()):
+        return
+    if data.resolve() != DEMO_DATA.resolve():
+        raise FileNotFoundError(f"{data} does not exist; generate a dataset there first (isar-ros generate --out {data})")
+    print(f"generating the synthetic demo dataset into {data} (once, about a minute)")
+    generate(GeneratorConfig(), data)
+    (data / ".complete").write_text("demo configuration (sim_bridge.generator.GeneratorConfig defaults), seed 0\n")
 
 
 def cmd_demo(args) -> int:
-    from sim_bridge.generator import GeneratorConfig, generate
+    import time
 
-    if not (args.data / ".complete").is_file():
-        print(f"generating the synthetic demo dataset into {args.data} (once)")
-        generate(GeneratorConfig(), args.data)
-        (args.data / ".complete").write_text("demo configuration, seed 0\n")
-    bench = argparse.Namespace(data=args.data, method="isar_ros", mode="both", task=None, out=args.out, option=[],
-                               save_predictions=False, quiet=False)
-    return cmd_benchmark(bench)
+    from isar_ros.isar.dataset import MODES
+    from isar_ros.isar.report import markdown_summary, write_reports
+    from isar_ros.ros.demo import run_demo
+
+    started = time.perf_counter()
+    ensure_demo_data(args.data)
+    modes = MODES if args.mode == "both" else (args.mode,)
+    result = run_demo(args.data, args.out, modes, args.task)
+    paths = write_reports(result, args.out)
+    print(markdown_summary(result))
+    print(f"reports: {', '.join(str(p) for p in paths.values())}, {args.out / 'contact_sheet.png'}")
+    print(f"demo wall time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _remap_arguments(parser) -> None:
+    parser.add_argument("--image", default="/camera/image_raw", help="camera image topic (sensor_msgs/Image)")
+    parser.add_argument("--camera-info", default="/camera/camera_info")
+    parser.add_argument("--depth", default="/camera/depth/image_raw")
+    parser.add_argument("--camera-pose", default="/camera/pose", help="geometry_msgs/PoseStamped of the camera's optical frame")
+    parser.add_argument("--params-file", type=Path, help="parameters (default: config/isar_ros.yaml)")
+
+
+def add_up(sub) -> None:
+    parser = sub.add_parser("up", help="start the teach and inference nodes on a live camera (Ctrl-C stops them)")
+    _remap_arguments(parser)
+
+
+def add_replay(sub) -> None:
+    parser = sub.add_parser("replay", help="start sim bridge + teach + inference on an ISAR-format scene")
+    _remap_arguments(parser)
+    parser.add_argument("--data", type=Path, default=DEMO_DATA)
+    parser.add_argument("--task", default="")
+    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--scene", default="")
+    parser.add_argument("--teach", default="none", choices=["none", "single_shot", "multi_shot"],
+                        help="first teach the task's objects from its first train scene's prompts")
+    parser.add_argument("--loop", action="store_true")
+    parser.add_argument("--rate", type=float, default=30.0)
+
+
+def _camera_remaps(args) -> dict:
+    return {"image": args.image, "camera_info": args.camera_info, "depth": args.depth, "camera_pose": args.camera_pose,
+            "image_mouse_left": args.image + "_mouse_left"}
+
+
+def _run_graph(specs: list, describe: list[str]) -> int:
+    from isar_ros.launcher import Graph
+
+    with Graph() as graph:
+        for spec in specs:
+            graph.start(spec)
+        print("\n".join(describe + ["Ctrl-C stops everything."]), flush=True)
+        try:
+            graph.wait_any()
+        except KeyboardInterrupt:
+            print("stopping")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from isar_ros.launcher import NodeSpec
+
+    remaps = _camera_remaps(args)
+    specs = [NodeSpec("teach_node", remappings=remaps, params_file=args.params_file),
+             NodeSpec("inference_node", remappings={"image": args.image}, params_file=args.params_file)]
+    return _run_graph(specs, [
+        f"camera: {args.image} (+ {args.camera_info}, {args.depth}, {args.camera_pose})",
+        "outputs: /isar_inference/instances (isar_ros_msgs/InstanceSegmentation), /isar_inference/label_image (mono16),",
+        "         /isar_inference/overlay (rgb8, for RViz), /isar_inference/status (diagnostic_msgs/DiagnosticStatus)",
+        "teaching: /isar_teach/teach service, RViz Publish Point, rqt_image_view clicks (docs/operator.md)",
+    ])
+
+
+def cmd_replay(args) -> int:
+    from isar_ros.isar.dataset import IsarDataset
+    from isar_ros.launcher import NodeSpec
+
+    ensure_demo_data(args.data)
+    task = IsarDataset(args.data).task(args.task) if args.task else IsarDataset(args.data).tasks[0]
+    remaps = {"image": args.image, "camera_info": args.camera_info, "depth": args.depth, "camera_pose": args.camera_pose}
+    bridge = {"data": str(args.data), "task": task.name, "split": args.split, "scene": args.scene, "loop": args.loop, "rate_hz": args.rate}
+    specs = [NodeSpec("teach_node", remappings=_camera_remaps(args), params_file=args.params_file),
+             NodeSpec("inference_node", remappings={"image": args.image}, params_file=args.params_file)]
+    if args.teach != "none":
+        specs.append(NodeSpec("sim_bridge_node", {"data": str(args.data), "task": task.name, "split": "train", "teach": args.teach,
+                                                  "play": False, "exit_when_done": True}, params_file=args.params_file))
+    specs.append(NodeSpec("sim_bridge_node", bridge, remappings=remaps, params_file=args.params_file))
+    return _run_graph(specs, [f"replaying {task.name}/{args.split} at {args.rate:g} Hz on {args.image}",
+                              "outputs: /isar_inference/instances, /isar_inference/overlay, /isar_inference/status"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,13 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     add_generate(sub)
     add_benchmark(sub)
     add_demo(sub)
+    add_up(sub)
+    add_replay(sub)
     args = parser.parse_args(argv)
-    handlers = {"generate": cmd_generate, "benchmark": cmd_benchmark, "demo": cmd_demo}
+    handlers = {"generate": cmd_generate, "benchmark": cmd_benchmark, "demo": cmd_demo, "up": cmd_up, "replay": cmd_replay}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, KeyError, ValueError) as error:
+    except (FileNotFoundError, KeyError, ValueError, TimeoutError, RuntimeError) as error:
         print(f"isar-ros {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -88,6 +88,17 @@ def _subsample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.nda
     return rows[np.sort(rng.choice(len(rows), limit, replace=False))]
 
 
+def content_seed(array: np.ndarray) -> int:
+    """A seed from an array's bytes (deterministic across processes, unlike hash())."""
+    import zlib
+
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8)[:: max(1, array.nbytes // 65536)].tobytes())
+
+
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
@@ -122,7 +133,9 @@ class InstanceMemory:
             name = check_name(name)
             if self.next_id > MAX_OBJECT_ID:
                 raise MemoryFormatError(f"the memory has used all {MAX_OBJECT_ID} object ids")
-        rng = np.random.default_rng([self.config.seed, self.version])
+        # Seeds come from the content, not from the memory's history: the same prompts give the same
+        # object whether it is the first one taught or comes after many forgotten ones.
+        rng = np.random.default_rng([self.config.seed, content_seed(exemplars[0][0])])
         positives, negatives, counts = [], [], []
         for features, mask in exemplars:
             features = np.asarray(features, np.float32)
@@ -196,7 +209,7 @@ class InstanceMemory:
         from sklearn.svm import LinearSVC
 
         obj = self.objects[object_id]
-        rng = np.random.default_rng([self.config.seed, object_id])
+        rng = np.random.default_rng([self.config.seed, len(obj.positives), obj.num_exemplars])
         others = [o.positives for i, o in self.objects.items() if i != object_id]
         negatives = np.concatenate([obj.negatives, self.background, *others]) if others else np.concatenate([obj.negatives, self.background])
         negatives = _subsample(negatives, self.config.max_negatives, rng)
@@ -205,19 +218,19 @@ class InstanceMemory:
         svm = LinearSVC(C=self.config.svm_c, class_weight="balanced", dual=False, max_iter=2000, random_state=0)
         svm.fit(x, y)
         obj.weights = svm.coef_[0].astype(np.float32)
-        obj.bias = float(svm.intercept_[0])
+        obj.bias = _f32(svm.intercept_[0])  # the InstanceMemory message carries float32: keep exactly what it can
         obj.mask_threshold = 0.0
         # Presence: the mean of the top `min_patches` patch scores, as a logit, must reach a fraction
         # of the object's typical (median) positive patch score - and never fall below the SVM boundary.
         positive_logit = float(np.median(obj.positives @ obj.weights + obj.bias))
-        obj.presence_threshold = _sigmoid(max(self.config.presence_fraction * positive_logit, 0.0))
+        obj.presence_threshold = _f32(_sigmoid(max(self.config.presence_fraction * positive_logit, 0.0)))
         k = min(self.config.prototypes, len(obj.positives))
         centres = KMeans(n_clusters=k, n_init=1, random_state=0).fit(obj.positives).cluster_centers_ if k > 1 else obj.positives[:1]
         obj.prototypes = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-6)).astype(np.float32)
         # Similarity threshold: halfway between its positives' median and the hardest 1 % of negatives.
         positive_sim = float(np.median((obj.positives @ obj.prototypes.T).max(axis=1)))
         negative_sim = float(np.quantile((negatives @ obj.prototypes.T).max(axis=1), 0.99))
-        obj.prototype_threshold = 0.5 * (positive_sim + negative_sim)
+        obj.prototype_threshold = _f32(0.5 * (positive_sim + negative_sim))
 
     # ---- export for inference -------------------------------------------------------------------
     def export(self) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 
 from isar_ros.core.backbones import Backbone, FeatureGrid, create_backbone
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
-from isar_ros.core.memory import InstanceMemory, MemoryConfig
+from isar_ros.core.memory import InstanceMemory, MemoryConfig, content_seed
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError, create_mask_predictor
 
 
@@ -106,7 +106,7 @@ class Perception:
         if masks is None:
             masks = [self.masks_for(frame, prompts) for frame, prompts in exemplars]
         views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks)]
-        rng = np.random.default_rng([self.memory.version, len(views)])
+        rng = np.random.default_rng(content_seed(exemplars[0][0].rgb))
         for (frame, _), mask in zip(exemplars, masks):
             for _ in range(self.config.augmentations):
                 variant = relight(frame.rgb, rng)

@@ -50,20 +50,18 @@ class IsarRosMethod(Method):
         self.to_isar = np.zeros(1, np.int64)
 
     def train(self, task: Task, mode: str) -> None:
+        """Teach prompt by prompt in frame order, as an operator (or the sim bridge's TeachObject calls) would:
+        the first prompt of an object creates it, later ones add exemplars."""
         self.perception.clear()
-        exemplars: dict[int, list] = {}
+        mapping: dict[int, int] = {}  # ISAR id -> our id
         for scene, name, prompts in task.prompts(mode):
             frame = self.perception.encode(scene.frame_by_name(name).rgb())
-            self.perception.mask_predictor.set_image(frame.rgb)  # encoded once for all objects of this frame
             for p in prompts:
-                mask = self.perception.mask_predictor.predict(Prompt.from_isar(p.point_xy, p.box_xyxy))
-                exemplars.setdefault(p.object_id, []).append((frame, mask))
-        mapping = {}
-        for isar_id, views in sorted(exemplars.items()):
-            result = self.perception.teach([(f, []) for f, _ in views], name=str(isar_id), masks=[m for _, m in views])
-            mapping[result.object_id] = isar_id
-        self.to_isar = np.zeros(max(mapping, default=0) + 1, np.int64)
-        for ours, theirs in mapping.items():
+                result = self.perception.teach([(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])], name=str(p.object_id),
+                                               object_id=mapping.get(p.object_id, 0))
+                mapping[p.object_id] = result.object_id
+        self.to_isar = np.zeros(max(mapping.values(), default=0) + 1, np.int64)
+        for theirs, ours in mapping.items():
             self.to_isar[ours] = theirs
 
     def reset(self) -> None:

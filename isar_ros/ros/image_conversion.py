@@ -213,3 +213,18 @@ def numpy_to_compressed(
     msg.format = f"{encoding}; {image_format} compressed {coded_encoding}"
     msg.data = buffer.tobytes()
     return msg
+
+
+def depth_to_metres(msg: Any) -> np.ndarray:
+    """A depth image (16UC1/mono16 in millimetres, or 32FC1 in metres, as ROS depth drivers publish)
+    -> H x W float32 metres, NaN where there is no reading (0 or non-finite)."""
+    depth = image_to_numpy(msg)
+    if msg.encoding in ("16UC1", "mono16"):
+        metres = depth.astype(np.float32) / 1000.0
+        metres[depth == 0] = np.nan
+        return metres
+    if msg.encoding == "32FC1":
+        metres = depth.astype(np.float32, copy=True)
+        metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+        return metres
+    raise ImageConversionError(f"depth images must be 16UC1/mono16 (mm) or 32FC1 (m), not {msg.encoding!r}")

@@ -1,0 +1,92 @@
+"""Recent camera frames keyed by stamp, with the messages that share that stamp.
+
+The teach node keeps the last few frames so that a prompt (a click, a service call) can refer to the
+frame it was made on. Image, depth, camera info and camera pose of one frame carry identical stamps
+(as drivers and the sim bridge publish them); :class:`FrameBuffer` collects them per stamp - the
+exact-time pairing ``message_filters.TimeSynchronizer`` gives where it is installed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+Stamp = tuple[int, int]  # (sec, nanosec)
+
+
+def stamp_of(header: Any) -> Stamp:
+    return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
+def stamp_seconds(stamp: Stamp) -> float:
+    return stamp[0] + stamp[1] * 1e-9
+
+
+@dataclass
+class BufferedFrame:
+    stamp: Stamp
+    parts: dict[str, Any] = field(default_factory=dict)  # "image", "depth", "camera_info", "pose" -> message
+
+    def get(self, name: str) -> Any:
+        return self.parts.get(name)
+
+
+class FrameBuffer:
+    """The newest ``capacity`` stamps, each with the parts received for it. Thread-safe."""
+
+    def __init__(self, capacity: int = 30):
+        if capacity < 1:
+            raise ValueError("the frame buffer needs room for at least one frame")
+        self.capacity = capacity
+        self._frames: OrderedDict[Stamp, BufferedFrame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, stamp: Stamp, name: str, message: Any) -> None:
+        with self._lock:
+            frame = self._frames.get(stamp)
+            if frame is None:
+                frame = self._frames[stamp] = BufferedFrame(stamp)
+                self._frames = OrderedDict(sorted(self._frames.items()))
+                while len(self._frames) > self.capacity:
+                    self._frames.popitem(last=False)
+            frame.parts[name] = message
+
+    def get(self, stamp: Stamp) -> BufferedFrame:
+        """The frame with exactly this stamp; KeyError with the buffer's time span otherwise."""
+        with self._lock:
+            frame = self._frames.get(stamp)
+            if frame is None or "image" not in frame.parts:
+                raise KeyError(self._missing(stamp))
+            return frame
+
+    def newest(self, with_part: str = "image") -> BufferedFrame:
+        with self._lock:
+            for frame in reversed(self._frames.values()):
+                if with_part in frame.parts:
+                    return frame
+        raise KeyError("no camera frame received yet; is the camera publishing on the image topic?")
+
+    def nearest(self, stamp: Stamp, tolerance_s: float, with_part: str = "image") -> BufferedFrame:
+        """The frame closest in time to ``stamp`` within ``tolerance_s`` (for clicks whose stamp is not a frame's)."""
+        with self._lock:
+            best = min((f for f in self._frames.values() if with_part in f.parts),
+                       key=lambda f: abs(stamp_seconds(f.stamp) - stamp_seconds(stamp)), default=None)
+            if best is None or abs(stamp_seconds(best.stamp) - stamp_seconds(stamp)) > tolerance_s:
+                raise KeyError(self._missing(stamp))
+            return best
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def _missing(self, stamp: Stamp) -> str:
+        if not self._frames:
+            return f"no frame with stamp {stamp_seconds(stamp):.3f}: no camera frame received yet"
+        first, last = next(iter(self._frames)), next(reversed(self._frames))
+        return (f"no frame with stamp {stamp_seconds(stamp):.3f} in the buffer (it holds {len(self._frames)} frames, "
+                f"{stamp_seconds(first):.3f} .. {stamp_seconds(last):.3f}); prompt a recent frame or send the image with the request")

@@ -1,0 +1,109 @@
+"""isar_ros_msgs <-> core types. The only place messages and core objects meet."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from geometry_msgs.msg import Point32
+from sensor_msgs.msg import RegionOfInterest
+
+from isar_ros.core.prompt_mask import Prompt, PromptError
+from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, ObjectInfo
+from isar_ros_msgs.msg import Prompt as PromptMsg
+
+
+if TYPE_CHECKING:  # keeps torch out of processes that only convert prompts (the sim bridge)
+    from isar_ros.core.inference import Segmentation
+
+
+class MemoryMessageError(ValueError):
+    """An InstanceMemory message that cannot be served; the message says what is wrong."""
+
+
+def prompt_from_msg(msg: PromptMsg) -> Prompt:
+    points = np.array([[p.x, p.y] for p in msg.points], np.float32).reshape(-1, 2)
+    labels = np.array(list(msg.labels), np.int32)
+    box = None
+    if msg.has_box:
+        b = msg.box
+        if b.width == 0 or b.height == 0:
+            raise PromptError(f"the box at ({b.x_offset}, {b.y_offset}) is empty ({b.width}x{b.height} px); drag a larger box")
+        box = np.array([b.x_offset, b.y_offset, b.x_offset + b.width - 1, b.y_offset + b.height - 1], np.float32)
+    return Prompt(points, labels, box)
+
+
+def prompt_to_msg(prompt: Prompt, header) -> PromptMsg:
+    msg = PromptMsg(header=header)
+    msg.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in np.asarray(prompt.points_xy).reshape(-1, 2)]
+    msg.labels = [int(v) for v in np.asarray(prompt.labels).ravel()]
+    if prompt.box_xyxy is not None:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in prompt.box_xyxy)
+        msg.has_box = True
+        msg.box = RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1)
+    return msg
+
+
+def segmentation_to_msg(segmentation: Segmentation, header) -> InstanceSegmentation:
+    msg = InstanceSegmentation(header=header, memory_version=int(segmentation.memory_version))
+    msg.label_image = numpy_to_image(segmentation.labels, "mono16", header=header)
+    for i in segmentation.instances:
+        x, y, w, h = i.box_xywh
+        msg.instances.append(Instance(object_id=i.object_id, name=i.name, score=float(i.score),
+                                      box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h), area=i.area))
+    return msg
+
+
+def export_to_msg(export: dict, stamp) -> InstanceMemory:
+    msg = InstanceMemory(version=int(export["version"]), backbone_id=export["backbone_id"], feature_dim=int(export["feature_dim"]))
+    msg.header.stamp = stamp
+    for o in export["objects"]:
+        prototypes = np.asarray(o["prototypes"], np.float32)
+        msg.objects.append(ObjectInfo(
+            object_id=int(o["object_id"]), name=o["name"], num_exemplars=int(o["num_exemplars"]),
+            weights=np.asarray(o["weights"], np.float32).tolist(), bias=float(o["bias"]),
+            mask_threshold=float(o["mask_threshold"]), presence_threshold=float(o["presence_threshold"]),
+            min_patches=int(o["min_patches"]), max_patches=int(o["max_patches"]),
+            num_prototypes=int(prototypes.shape[0]), prototypes=prototypes.ravel().tolist(),
+            prototype_threshold=float(o["prototype_threshold"]),
+        ))
+    return msg
+
+
+def msg_to_export(msg: InstanceMemory) -> dict:
+    """The export dict of :meth:`InstanceMemory.export` from a message, checked for consistency."""
+    dim = int(msg.feature_dim)
+    if dim <= 0:
+        raise MemoryMessageError(f"InstanceMemory version {msg.version} has feature_dim {dim}")
+    objects, seen = [], set()
+    for o in msg.objects:
+        weights = np.asarray(o.weights, np.float32)
+        prototypes = np.asarray(o.prototypes, np.float32)
+        problem = None
+        if o.object_id == 0 or o.object_id in seen:
+            problem = "has id 0 or a repeated id"
+        elif weights.shape != (dim,):
+            problem = f"has {weights.size} weights, feature_dim is {dim}"
+        elif prototypes.size != o.num_prototypes * dim:
+            problem = f"has {prototypes.size} prototype values for {o.num_prototypes} prototypes of dim {dim}"
+        elif not (np.isfinite(weights).all() and np.isfinite(prototypes).all()
+                  and all(math.isfinite(v) for v in (o.bias, o.mask_threshold, o.presence_threshold, o.prototype_threshold))):
+            problem = "holds NaN or infinite numbers"
+        if problem:
+            raise MemoryMessageError(f"InstanceMemory version {msg.version}: object {o.object_id} ({o.name!r}) {problem}")
+        seen.add(o.object_id)
+        objects.append({
+            "object_id": int(o.object_id), "name": o.name, "num_exemplars": int(o.num_exemplars), "weights": weights,
+            "bias": float(o.bias), "mask_threshold": float(o.mask_threshold), "presence_threshold": float(o.presence_threshold),
+            "min_patches": int(o.min_patches), "max_patches": int(o.max_patches),
+            "prototypes": prototypes.reshape(-1, dim), "prototype_threshold": float(o.prototype_threshold),
+        })
+    return {"version": int(msg.version), "backbone_id": msg.backbone_id, "feature_dim": dim, "objects": objects}
+
+
+def object_summaries(export: dict) -> list[ObjectInfo]:
+    """ObjectInfo per object with the classifier arrays left empty (for ListObjects)."""
+    return [ObjectInfo(object_id=int(o["object_id"]), name=o["name"], num_exemplars=int(o["num_exemplars"]))
+            for o in export["objects"]]

@@ -1,0 +1,258 @@
+"""Sim bridge node: replays an ISAR-format scene as ROS topics (``isar_sim_bridge``).
+
+Per frame, all with one identical stamp (sim time = ``start_time_s`` + frame index / 30 s, the scene's
+own timing, whatever the replay rate): ``image`` (rgb8), ``depth`` (16UC1, mm), ``camera_info``,
+``camera_pose`` (PoseStamped of the optical frame in ``world_frame``; also TF where tf2_ros is
+installed), ``ground_truth`` (16UC1 instance ids, optional) and ``/clock``.
+
+Replay control: ``rate_hz``, ``loop``, ``~/pause`` (std_srvs/SetBool), ``~/step`` (std_srvs/Trigger,
+one frame while paused), and ``pace_topic``: publish the next frame only once an
+InstanceSegmentation with the current stamp came back (or ``pace_timeout_s`` passed) - a lockstep
+replay that drops nothing, for scoring. ``teach`` = single_shot / multi_shot replays the train
+scene's prompts as ``TeachObject`` calls to ``teach_service`` (object name = ISAR id) before playing.
+
+Live rendering through habitat-sim is not offered here: it cannot be installed on these machines.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point32, PoseStamped, Quaternion
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool, Trigger
+
+from isar_ros.isar.dataset import FPS, IsarDataset, matrix_to_quaternion_wxyz
+from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros_msgs.msg import InstanceSegmentation
+from isar_ros_msgs.msg import Prompt as PromptMsg
+from isar_ros_msgs.srv import TeachObject
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_at(seconds: float) -> Time:
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def camera_info(intrinsics, header: Header) -> CameraInfo:
+    info = CameraInfo(header=header, width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob")
+    info.k = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = [0.0] * 5
+    return info
+
+
+def pose_msg(T: np.ndarray, header: Header) -> PoseStamped:
+    w, x, y, z = matrix_to_quaternion_wxyz(T[:3, :3])
+    msg = PoseStamped(header=header)
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
+    msg.pose.orientation = Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))
+    return msg
+
+
+def teach_requests(scene, mode: str, start_time_s: float):
+    """(isar id, TeachObject.Request) per prompted frame and object, in frame order (images attached)."""
+    for name, prompts in scene.prompts(mode).items():
+        frame = scene.frame_by_name(name)
+        header = Header(stamp=stamp_at(start_time_s + frame.index / FPS), frame_id="camera_optical")
+        image = numpy_to_image(frame.rgb(), "rgb8", header=header)
+        for p in prompts:
+            x0, y0, x1, y1 = p.box_xyxy
+            prompt = PromptMsg(header=header, points=[Point32(x=float(p.point_xy[0]), y=float(p.point_xy[1]))], labels=[1],
+                               has_box=True, box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1))
+            yield p.object_id, TeachObject.Request(name=str(p.object_id), prompts=[prompt], image=image)
+
+
+class SimBridgeNode(Node):
+    def __init__(self):
+        super().__init__("isar_sim_bridge")
+        p = self._param
+        dataset = IsarDataset(p("data", "data/isar_demo", "ISAR-format dataset folder"))
+        task_name = p("task", "", "task folder name (empty: the first)")
+        task = dataset.task(task_name) if task_name else dataset.tasks[0]
+        split = p("split", "test", "train or test")
+        scenes = task.train_scenes if split == "train" else task.test_scenes
+        wanted = p("scene", "", "scene folder name (empty: the first of the split)")
+        matches = [s for s in scenes if s.name == wanted] if wanted else scenes[:1]
+        if not matches:
+            raise ValueError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
+        self.scene = matches[0]
+        self.rate_hz = p("rate_hz", FPS, "frames published per second of wall time")
+        self.loop = p("loop", False, "start again after the last frame")
+        self.paused = p("paused", False, "start paused (~/pause false to play, ~/step for one frame)")
+        self.publish_gt = p("publish_ground_truth", True, "publish ground_truth (16UC1 instance ids)")
+        self.frame_id = p("frame_id", "camera_optical", "frame of the camera (optical axes)")
+        self.world_frame = p("world_frame", "world", "fixed frame of camera_pose")
+        self.start_time_s = p("start_time_s", 1000.0, "sim time of frame 0")
+        self.teach_mode = p("teach", "none", "none, single_shot or multi_shot: replay the train prompts as TeachObject calls")
+        self.teach_service = p("teach_service", "/isar_teach/teach", "TeachObject service to call")
+        self.play = p("play", True, "publish the frames (false: only teach)")
+        self.exit_when_done = p("exit_when_done", False, "shut down after the last frame (and teaching)")
+        pace_topic = p("pace_topic", "", "InstanceSegmentation topic to wait for before the next frame (empty: free-running)")
+        self.pace_timeout_s = p("pace_timeout_s", 5.0, "longest wait for the paced answer")
+        self.intrinsics = self.scene.intrinsics
+
+        self.image_pub = self.create_publisher(Image, "image", RELIABLE if pace_topic else 10)
+        self.depth_pub = self.create_publisher(Image, "depth", 10)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, "camera_pose", 10)
+        self.gt_pub = self.create_publisher(Image, "ground_truth", 10)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.tf = self._tf_broadcaster()
+        services = ReentrantCallbackGroup()
+        self.create_service(SetBool, "~/pause", self.on_pause, callback_group=services)
+        self.create_service(Trigger, "~/step", self.on_step, callback_group=services)
+        self.teach_client = self.create_client(TeachObject, self.teach_service, callback_group=services)
+        self.pace_answered = threading.Event()
+        self.waiting_for: Time | None = None
+        self.paced, self.pace_topic = bool(pace_topic), pace_topic
+        if pace_topic:
+            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, RELIABLE, callback_group=services)
+        self.index, self.loops, self.published = 0, 0, 0
+        self.step_requested = False
+        self.done = threading.Event()
+        self.ready_to_play = threading.Event()
+        self.create_timer(1.0 / self.rate_hz, self.tick, callback_group=MutuallyExclusiveCallbackGroup())
+        threading.Thread(target=self._teach_then_play, daemon=True).start()
+        self.get_logger().info(f"replaying {task.name}/{split}/{self.scene.name} ({len(self.scene)} frames) at {self.rate_hz:g} Hz")
+
+    def _param(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _tf_broadcaster(self):
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            return None  # tf2_ros is not on PyPI; camera_pose carries the same pose
+        return TransformBroadcaster(self)
+
+    # ---- teaching ---------------------------------------------------------------------------------
+    def _teach_then_play(self) -> None:
+        if self.teach_mode != "none":
+            if not self.teach_client.wait_for_service(timeout_sec=30.0):
+                self.get_logger().error(f"teach service {self.teach_service} is not available; nothing taught")
+            else:
+                taught: dict[int, int] = {}
+                for isar_id, request in teach_requests(self.scene, self.teach_mode, self.start_time_s):
+                    request.object_id = taught.get(isar_id, 0)
+                    response = self.teach_client.call(request)
+                    if response.success:
+                        taught[isar_id] = response.object_id
+                    else:
+                        self.get_logger().error(f"teaching object {isar_id} failed: {response.message}")
+                self.get_logger().info(f"taught {len(taught)} objects from {self.scene.name} ({self.teach_mode})")
+        self.ready_to_play.set()
+        if not self.play:
+            self.finish()
+
+    # ---- playback ---------------------------------------------------------------------------------
+    def on_paced_answer(self, msg: InstanceSegmentation) -> None:
+        if self.waiting_for is not None and msg.header.stamp == self.waiting_for:
+            self.pace_answered.set()
+
+    def tick(self) -> None:
+        if not self.ready_to_play.is_set() or self.done.is_set():
+            return
+        if self.paused and not self.step_requested:
+            return
+        if self.paced and (self.image_pub.get_subscription_count() == 0 or self.count_publishers(self.pace_topic) == 0):
+            return  # lockstep: wait until discovery has matched the image's subscriber and the answering publisher
+        if self.waiting_for is not None and not self.pace_answered.wait(timeout=self.pace_timeout_s):
+            self.get_logger().warn(f"no answer for frame {self.index - 1} within {self.pace_timeout_s} s; going on")
+        self.step_requested = False
+        if self.index >= len(self.scene):
+            if not self.loop:
+                self.finish()
+                return
+            self.index, self.loops = 0, self.loops + 1
+        self.publish_frame(self.index)
+        self.index += 1
+
+    def publish_frame(self, index: int) -> None:
+        frame = self.scene.frame(index)
+        seconds = self.start_time_s + (self.loops * len(self.scene) + index) / FPS
+        stamp = stamp_at(seconds)
+        header = Header(stamp=stamp, frame_id=self.frame_id)
+        self.clock_pub.publish(Clock(clock=stamp))
+        self.info_pub.publish(camera_info(self.intrinsics, header))
+        pose = frame.pose_optical()
+        if pose is not None:
+            self.pose_pub.publish(pose_msg(pose, Header(stamp=stamp, frame_id=self.world_frame)))
+            if self.tf is not None:
+                self._send_tf(pose, stamp)
+        depth = frame.depth_mm()
+        if depth is not None:
+            self.depth_pub.publish(numpy_to_image(depth, "16UC1", header=header))
+        if self.publish_gt:
+            gt = frame.ground_truth()
+            if gt is not None:
+                self.gt_pub.publish(numpy_to_image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header=header))
+        self.pace_answered.clear()
+        self.waiting_for = stamp if self.paced else None
+        self.image_pub.publish(numpy_to_image(frame.rgb(), "rgb8", header=header))
+        self.published += 1
+
+    def _send_tf(self, pose: np.ndarray, stamp: Time) -> None:
+        from geometry_msgs.msg import TransformStamped
+
+        msg = pose_msg(pose, Header())
+        t = TransformStamped()
+        t.header.stamp, t.header.frame_id, t.child_frame_id = stamp, self.world_frame, self.frame_id
+        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z)
+        t.transform.rotation = msg.pose.orientation
+        self.tf.sendTransform(t)
+
+    def finish(self) -> None:
+        self.done.set()
+        self.get_logger().info(f"done: published {self.published} frames")
+        if self.exit_when_done:
+            rclpy.try_shutdown()  # ends spin in main()
+
+    def on_pause(self, request: SetBool.Request, response: SetBool.Response):
+        self.paused = request.data
+        response.success, response.message = True, "paused" if self.paused else "playing"
+        return response
+
+    def on_step(self, _request, response: Trigger.Response):
+        self.step_requested = True
+        response.success, response.message = True, f"stepping to frame {self.index}"
+        return response
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = SimBridgeNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"isar_sim_bridge: {error}", flush=True)
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
