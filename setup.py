@@ -23,6 +23,9 @@ setup(
     entry_points={
         "console_scripts": [
             "isar-ros = isar_ros.cli:main",
+            "teach_node = isar_ros.ros.teach_node:main",
+            "inference_node = isar_ros.ros.inference_node:main",
+            "sim_bridge_node = sim_bridge.bridge_node:main",
         ],
     },
 )

@@ -117,7 +117,11 @@ class TeachNode(Node):
         self.memory_pub.publish(export_to_msg(self.perception.memory.export(), self.get_clock().now().to_msg()))
 
     def feedback(self, text: str, error: bool = False) -> None:
-        (self.get_logger().error if error else self.get_logger().info)(text)
+        # rclpy fixes a logger call site's severity on first use: one line per severity.
+        if error:
+            self.get_logger().error(text)
+        else:
+            self.get_logger().info(text)
         self.feedback_pub.publish(String(data=text))
 
     # ---- teaching ---------------------------------------------------------------------------------

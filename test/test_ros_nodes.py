@@ -1,0 +1,276 @@
+"""The nodes as a roboticist runs them: separate processes, real DDS on loopback, real services and topics."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point, PointStamped, PoseStamped
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from isar_ros.launcher import Graph, NodeSpec
+from isar_ros.ros.image_conversion import image_to_numpy, numpy_to_image
+from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
+from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
+from ros_client import LATCHED, RosClient, wait_until
+from test_perception import scene
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+RED = (30, 40, 70, 60)  # x, y, w, h of the taught object in the teaching frame
+MOVED = (200, 30, 80, 70)
+INSTANCES = "/isar_inference/instances"
+FEEDBACK = "/isar_teach/feedback"
+
+
+class Camera:
+    """Publishes the current frame at 10 Hz (image, camera_info, depth, pose; one stamp per frame)."""
+
+    def __init__(self, client: RosClient):
+        self.client = client
+        self.rgb = scene({})[0]
+        self.image_override: Image | None = None
+        self.count = 0
+        self.running = True
+        self.stamps: list = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            self.count += 1
+            header = Header(frame_id="camera_optical")
+            header.stamp.sec, header.stamp.nanosec = 2000 + self.count // 10, (self.count % 10) * 100_000_000
+            image = self.image_override or numpy_to_image(self.rgb, "rgb8", header=header)
+            image.header = header
+            height, width = self.rgb.shape[:2]
+            info = CameraInfo(header=header, width=width, height=height, k=[160.0, 0, 160.0, 0, 160.0, 120.0, 0, 0, 1])
+            pose = PoseStamped(header=Header(stamp=header.stamp, frame_id="world"))
+            pose.pose.orientation.w = 1.0  # optical frame = world frame: x right, y down, z forward
+            self.client.publish("/depth", numpy_to_image(np.full((height, width), 2000, np.uint16), "16UC1", header=header))
+            self.client.publish("/camera_info", info)
+            self.client.publish("/camera_pose", pose)
+            self.client.publish("/image", image)
+            self.stamps.append(header.stamp)
+            threading.Event().wait(0.1)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def ros(tmp_path_factory):
+    rclpy.init()
+    client = RosClient()
+    client.listen(INSTANCES, InstanceSegmentation)
+    client.listen(FEEDBACK, String)
+    client.listen("/isar_inference/status", DiagnosticStatus)
+    client.listen("/memory", InstanceMemory, LATCHED)
+    camera = Camera(client)
+    memory_dir = tmp_path_factory.mktemp("memory")
+    graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
+    teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
+    inference = graph.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference")
+    client.call("/isar_teach/list", ListObjects, ListObjects.Request())
+    state = {"client": client, "camera": camera, "graph": graph, "memory_dir": memory_dir, "teach": teach, "inference": inference}
+    yield state
+    camera.stop()
+    graph.stop()
+    client.close()
+    rclpy.shutdown()
+
+
+def teach_red(client, name="red mug", image=None) -> TeachObject.Response:
+    rgb, _ = scene({"red_stripes": RED, "blue_dots": (180, 120, 80, 70)})
+    x, y, w, h = RED
+    prompt = Prompt(has_box=True, box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+    request = TeachObject.Request(name=name, prompts=[prompt], image=image or numpy_to_image(rgb, "rgb8"))
+    return client.call("/isar_teach/teach", TeachObject, request)
+
+
+def instances_with(client, predicate, timeout=60.0) -> InstanceSegmentation:
+    after = len(client.messages(INSTANCES))
+    return client.wait_for(INSTANCES, predicate, timeout, after=after)
+
+
+def answer_after_switch(client, camera, frames: int = 3) -> InstanceSegmentation:
+    """The answer to the ``frames``-th camera frame sent after now (earlier answers may show the old view)."""
+    switched = camera.count
+    wait_until(lambda: camera.count >= switched + frames, 30, "the camera to send new frames")
+    stamp = camera.stamps[switched + frames - 1]
+    return client.wait_for(INSTANCES, lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) >= (stamp.sec, stamp.nanosec), 60)
+
+
+def ids_in(msg):
+    return {(i.object_id, i.name) for i in msg.instances}
+
+
+def status(client) -> dict:
+    msg = client.wait_for("/isar_inference/status", after=len(client.messages("/isar_inference/status")))
+    return {kv.key: kv.value for kv in msg.values}
+
+
+def set_parameter(client, name, value):
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    result = client.call("/isar_inference/set_parameters", SetParameters, request)
+    assert result.results[0].successful, result.results[0].reason
+
+
+def test_taught_object_is_found_with_its_id_and_name(ros):
+    client, camera = ros["client"], ros["camera"]
+    response = teach_red(client)
+    assert response.success, response.message
+    assert response.object_id >= 1 and len(response.masks) == 1
+    mask = image_to_numpy(response.masks[0]) > 0
+    x, y, w, h = RED
+    expected = np.zeros_like(mask)
+    expected[y:y + h, x:x + w] = True
+    assert (mask & expected).sum() / (mask | expected).sum() > 0.8  # the operator sees what was taught
+    camera.rgb, truth = scene({"red_stripes": MOVED}, seed=5)
+    found = instances_with(client, lambda m: (response.object_id, "red mug") in ids_in(m))
+    labels = image_to_numpy(found.label_image)
+    assert found.label_image.encoding == "mono16" and found.header.frame_id == "camera_optical"
+    assert ((labels == response.object_id) & truth["red_stripes"]).sum() / ((labels == response.object_id) | truth["red_stripes"]).sum() > 0.6
+
+
+def test_absent_object_is_not_reported(ros):
+    client, camera = ros["client"], ros["camera"]
+    assert teach_red(client, "red mug again").success
+    camera.rgb = scene({}, seed=8)[0]
+    message = answer_after_switch(client, camera)
+    assert not message.instances and not image_to_numpy(message.label_image).any()
+
+
+def test_rviz_click_lands_on_the_projected_pixel_and_teaches(ros):
+    client = ros["client"]
+    client.wait_for_subscriber("/clicked_point")
+    client.publish("/isar_teach/arm", String(data="clicked ball"))
+    client.wait_for(FEEDBACK, lambda m: m.data.startswith("armed"), 30)
+    # optical frame = world frame, fx = fy = 160, cx = 160, cy = 120; depth 2 m everywhere
+    point = PointStamped(header=Header(frame_id="world"), point=Point(x=0.5, y=0.25, z=2.0))
+    client.publish("/clicked_point", point)
+    client.wait_for(FEEDBACK, lambda m: "RViz click -> pixel (200, 140)" in m.data, 30)
+    behind = PointStamped(header=Header(frame_id="world"), point=Point(x=0.0, y=0.0, z=-1.0))
+    client.publish("/clicked_point", behind)
+    client.wait_for(FEEDBACK, lambda m: "behind the camera" in m.data, 30)
+    hidden = PointStamped(header=Header(frame_id="world"), point=Point(x=0.75, y=0.375, z=3.0))  # same pixel, 1 m behind the surface
+    client.publish("/clicked_point", hidden)
+    client.wait_for(FEEDBACK, lambda m: "hidden from this view" in m.data, 30)
+    outside = PointStamped(header=Header(frame_id="world"), point=Point(x=5.0, y=0.0, z=1.0))
+    client.publish("/clicked_point", outside)
+    client.wait_for(FEEDBACK, lambda m: "outside the 320x240 image" in m.data, 30)
+    result = client.call("/isar_teach/commit", Trigger, Trigger.Request())
+    assert result.success, result.message
+    names = {o.name for o in client.call("/isar_teach/list", ListObjects, ListObjects.Request()).objects}
+    assert "clicked ball" in names
+
+
+def test_rqt_pixel_clicks_with_a_box_teach(ros):
+    client, camera = ros["client"], ros["camera"]
+    camera.rgb = scene({"blue_dots": (100, 80, 80, 70)}, seed=2)[0]
+    threading.Event().wait(0.5)
+    client.wait_for_subscriber("/image_mouse_left")
+    client.publish("/isar_teach/arm", String(data="blue box"))
+    client.wait_for(FEEDBACK, lambda m: m.data.startswith("armed: click on 'blue box'"), 30)
+    client.publish("/isar_teach/click_mode", String(data="box"))
+    client.wait_for(FEEDBACK, lambda m: m.data.startswith("click mode: box"), 30)
+    client.publish("/image_mouse_left", Point(x=100.0, y=80.0))
+    client.wait_for(FEEDBACK, lambda m: m.data == "box corner 1 of 2", 30)
+    client.publish("/image_mouse_left", Point(x=179.0, y=149.0))
+    client.wait_for(FEEDBACK, lambda m: m.data == "box set", 30)
+    client.publish("/image_mouse_left", Point(x=900.0, y=10.0))
+    client.wait_for(FEEDBACK, lambda m: "outside the 320x240 image" in m.data, 30)
+    client.publish("/isar_teach/click_mode", String(data="positive"))
+    result = client.call("/isar_teach/commit", Trigger, Trigger.Request())
+    assert result.success, result.message
+    object_id = int(result.message.split()[-1])
+    found = instances_with(client, lambda m: any(i.object_id == object_id and i.name == "blue box" for i in m.instances))
+    assert found.instances
+
+
+def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
+    client, camera = ros["client"], ros["camera"]
+    object_id = teach_red(client, "to rename").object_id
+    camera.rgb = scene({"red_stripes": MOVED}, seed=5)[0]
+    instances_with(client, lambda m: (object_id, "to rename") in ids_in(m))
+    assert client.call("/isar_teach/rename", RenameObject, RenameObject.Request(object_id=object_id, new_name="renamed")).success
+    instances_with(client, lambda m: (object_id, "renamed") in ids_in(m))
+    set_parameter(client, "presence_offset", 50.0)  # nothing can be that sure
+    instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
+    set_parameter(client, "presence_offset", 0.3)
+    instances_with(client, lambda m: object_id in {i.object_id for i in m.instances})
+    assert client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
+    instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
+    assert not client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
+
+
+def test_bad_teach_requests_get_a_reason_and_the_node_keeps_serving(ros):
+    client, camera = ros["client"], ros["camera"]
+    empty_box = Prompt(has_box=True, box=RegionOfInterest(x_offset=10, y_offset=10, width=0, height=5))
+    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="x", prompts=[empty_box],
+                                                                               image=numpy_to_image(camera.rgb, "rgb8")))
+    assert not response.success and "is empty" in response.message
+    stale = Prompt(has_box=True, box=RegionOfInterest(x_offset=10, y_offset=10, width=30, height=30))
+    stale.header.stamp.sec = 5  # never published
+    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="x", prompts=[stale]))
+    assert not response.success and "no frame with stamp 5.000 in the buffer" in response.message
+    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="x"))
+    assert not response.success and "no prompts" in response.message
+    fresh = camera.stamps[-1]
+    by_stamp = Prompt(has_box=True, box=RegionOfInterest(x_offset=20, y_offset=20, width=60, height=60))
+    by_stamp.header.stamp = fresh
+    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="from the buffer", prompts=[by_stamp]))
+    assert response.success, response.message
+
+
+@pytest.mark.parametrize("bad", ["wrong encoding", "empty", "short data"])
+def test_bad_images_are_skipped_and_the_stream_goes_on(ros, bad):
+    client, camera = ros["client"], ros["camera"]
+    before = int(status(client)["bad_frames"])
+    image = numpy_to_image(camera.rgb, "rgb8")
+    if bad == "wrong encoding":
+        image.encoding = "yuv422"
+    elif bad == "empty":
+        image = Image(encoding="rgb8")
+    else:
+        image.data = bytes(image.data)[:100]
+    camera.image_override = image
+    wait_until(lambda: int(status(client)["bad_frames"]) > before, 30, "the bad frames to be counted")
+    camera.image_override = None
+    instances_with(client, lambda m: True, timeout=30)  # good frames are answered again
+
+
+def test_image_size_changed_mid_stream(ros):
+    client, camera = ros["client"], ros["camera"]
+    camera.rgb = np.ascontiguousarray(np.repeat(np.repeat(scene({"red_stripes": MOVED}, seed=5)[0], 2, 0), 2, 1))  # 640x480
+    found = instances_with(client, lambda m: m.label_image.width == 640 and m.label_image.height == 480)
+    camera.rgb = scene({}, seed=1)[0]
+    instances_with(client, lambda m: m.label_image.width == 320)
+    assert found.label_image.encoding == "mono16"
+
+
+def test_a_late_inference_node_and_a_restarted_teach_node_get_every_object_back(ros):
+    client, graph = ros["client"], ros["graph"]
+    assert teach_red(client, "kept over restarts").success
+    listed = client.call("/isar_teach/list", ListObjects, ListObjects.Request())
+    assert "kept over restarts" in {o.name for o in listed.objects}
+    late = graph.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2},
+                                remappings={"__node": "isar_inference_late"}), "late")
+    client.listen("/isar_inference_late/status", DiagnosticStatus)
+    client.wait_for("/isar_inference_late/status",
+                    lambda m: {kv.key: kv.value for kv in m.values}["memory_version"] == str(listed.memory_version), 60)
+    late.stop()
+    ros["teach"].stop()  # saves on shutdown
+    ros["teach"] = graph.start(NodeSpec("teach_node", {"memory_dir": str(ros["memory_dir"])}), "teach_again")
+    client.clients.pop("/isar_teach/list")
+    again = client.call("/isar_teach/list", ListObjects, ListObjects.Request())
+    assert [(o.object_id, o.name) for o in again.objects] == [(o.object_id, o.name) for o in listed.objects]
+    assert again.memory_version == listed.memory_version
