@@ -50,6 +50,18 @@ def _ros_value(value) -> str:
     return str(value)
 
 
+def stop_process_group(popen: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGINT to the process group (as Ctrl-C would), then SIGKILL if it has not ended within ``timeout``."""
+    if popen.poll() is None:
+        os.killpg(popen.pid, signal.SIGINT)
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+    return popen.returncode
+
+
 class NodeProcess:
     def __init__(self, spec: NodeSpec, env: dict[str, str], log: Path | None = None):
         self.spec = spec
@@ -62,13 +74,7 @@ class NodeProcess:
         return self.popen.wait(timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGINT)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        stop_process_group(self.popen, timeout)
         if self.log:
             self.log.close()
         return self.popen.returncode

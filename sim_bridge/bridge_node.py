@@ -23,6 +23,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point32, PoseStamped, Quaternion
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.duration import Duration
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -34,11 +35,13 @@ from std_srvs.srv import SetBool, Trigger
 
 from isar_ros.isar.dataset import FPS, IsarDataset, matrix_to_quaternion_wxyz
 from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros.ros.node_main import run_node
 from isar_ros_msgs.msg import InstanceSegmentation
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from isar_ros_msgs.srv import TeachObject
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Reliable with a second of history at 30 fps: a replay should not lose frames to a briefly slow reader.
+REPLAY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def stamp_at(seconds: float) -> Time:
@@ -105,12 +108,12 @@ class SimBridgeNode(Node):
         self.pace_timeout_s = p("pace_timeout_s", 5.0, "longest wait for the paced answer")
         self.intrinsics = self.scene.intrinsics
 
-        self.image_pub = self.create_publisher(Image, "image", RELIABLE if pace_topic else 10)
-        self.depth_pub = self.create_publisher(Image, "depth", 10)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", 10)
-        self.pose_pub = self.create_publisher(PoseStamped, "camera_pose", 10)
-        self.gt_pub = self.create_publisher(Image, "ground_truth", 10)
-        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.image_pub = self.create_publisher(Image, "image", REPLAY_QOS)
+        self.depth_pub = self.create_publisher(Image, "depth", REPLAY_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", REPLAY_QOS)
+        self.pose_pub = self.create_publisher(PoseStamped, "camera_pose", REPLAY_QOS)
+        self.gt_pub = self.create_publisher(Image, "ground_truth", REPLAY_QOS)
+        self.clock_pub = self.create_publisher(Clock, "/clock", REPLAY_QOS)
         self.tf = self._tf_broadcaster()
         services = ReentrantCallbackGroup()
         self.create_service(SetBool, "~/pause", self.on_pause, callback_group=services)
@@ -120,7 +123,7 @@ class SimBridgeNode(Node):
         self.waiting_for: Time | None = None
         self.paced, self.pace_topic = bool(pace_topic), pace_topic
         if pace_topic:
-            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, RELIABLE, callback_group=services)
+            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, REPLAY_QOS, callback_group=services)
         self.index, self.loops, self.published = 0, 0, 0
         self.step_requested = False
         self.done = threading.Event()
@@ -220,6 +223,8 @@ class SimBridgeNode(Node):
         self.done.set()
         self.get_logger().info(f"done: published {self.published} frames")
         if self.exit_when_done:
+            for publisher in (self.image_pub, self.depth_pub, self.info_pub, self.pose_pub, self.gt_pub, self.clock_pub):
+                publisher.wait_for_all_acked(Duration(seconds=2.0))  # deliver the last frames before leaving
             rclpy.try_shutdown()  # ends spin in main()
 
     def on_pause(self, request: SetBool.Request, response: SetBool.Response):
@@ -234,24 +239,7 @@ class SimBridgeNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = SimBridgeNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        print(f"isar_sim_bridge: {error}", flush=True)
-        code = 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(SimBridgeNode, lambda: MultiThreadedExecutor(num_threads=3), args=args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ task has its ``info.json``. Everything is determined by the seed.
 from __future__ import annotations
 
 import json
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field

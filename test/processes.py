@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from isar_ros.launcher import stop_process_group
 
 PEERS = Path(__file__).resolve().parent / "peers"
 
@@ -35,15 +36,7 @@ class Process:
             raise AssertionError(f"{self.args} did not finish within {timeout} s; output:\n{self.output}") from None
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT (like Ctrl-C), then SIGKILL if it does not end within ``timeout``."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGINT)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        return self.popen.returncode
+        return stop_process_group(self.popen, timeout)
 
 
 def python(*args: str) -> list[str]:

@@ -10,7 +10,8 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+# Deep history: a test must see every message even when its Python executor falls briefly behind.
+RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 

@@ -212,4 +212,4 @@ def test_prototype_matcher_finds_the_taught_object(taught):
 def test_object_model_is_built_on_the_inference_device(taught):
     perception, _, _ = taught
     model = ObjectModel(perception.memory.export(), "cpu")
-    assert model.weights.device == torch.device("cpu") and model.weights.shape == (2, perception.backbone.feature_dim)
+    assert model.weights_t.device == torch.device("cpu") and model.weights_t.shape == (perception.backbone.feature_dim, 2)

@@ -66,7 +66,11 @@ def test_bridge_steps_and_plays_a_scene_exactly(client, tiny_dataset, tmp_path):
         np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-6)  # the scene's 30 fps timing
         assert client.call("/isar_sim_bridge/pause", SetBool, SetBool.Request(data=False)).success
         assert bridge.wait(timeout=60) == 0  # played to the end and exited
-    wait_until(lambda: len(client.messages("/image")) == len(scene), 10, "every frame")
+    try:
+        wait_until(lambda: len(client.messages("/image")) == len(scene), 10, "every frame")
+    except AssertionError:
+        got = [round((stamp(m)[0] + stamp(m)[1] * 1e-9 - 1000.0) * 30) for m in client.messages("/image")]
+        raise AssertionError(f"frames received: {got}") from None
 
 
 def test_demo_through_the_nodes_scores_exactly_as_the_benchmark(tiny_dataset, tmp_path):

@@ -37,7 +37,7 @@ from isar_ros.core.backbones.base import FeatureGrid
 class InferenceConfig:
     matcher: str = "svm"  # "svm" (ISAR) or "prototype" ("No Time to Train!")
     presence: bool = True  # False: paint every object wherever it scores, as the authors' baseline does
-    presence_offset: float = 0.3  # added to every object's presence threshold, in logit units (run-time knob)
+    presence_offset: float = 0.15  # added to every object's presence threshold, in logit units (run-time knob)
     mask_offset: float = 0.0  # added to every object's mask threshold (run-time knob)
     min_component_fraction: float = 0.2
     max_area_factor: float = 4.0  # regions larger than this x the largest taught view are not the object
@@ -92,7 +92,7 @@ class ObjectModel:
         self.device = torch.device(device)
         dim = self.feature_dim
         weights = np.stack([np.asarray(o["weights"], np.float32) for o in objects]) if objects else np.zeros((0, dim), np.float32)
-        self.weights = torch.from_numpy(weights).to(self.device)  # K x C
+        self.weights_t = torch.from_numpy(weights.T.copy()).to(self.device)  # C x K, contiguous for the product
         self.bias = torch.tensor([float(o["bias"]) for o in objects], dtype=torch.float32, device=self.device)
         self.mask_threshold = np.array([o["mask_threshold"] for o in objects], np.float32)
         self.presence_logit = _logit(np.array([o["presence_threshold"] for o in objects], np.float64))
@@ -130,7 +130,7 @@ class InstanceFinder:
         rows, cols = grid.features.shape[:2]
         flat = grid.features.reshape(-1, grid.features.shape[-1]).to(self.model.device, torch.float32)
         if self.config.matcher == "svm":
-            scores = torch.addmm(self.model.bias, flat, self.model.weights.T)
+            scores = torch.addmm(self.model.bias, flat, self.model.weights_t)
         else:
             similarity = flat @ self.model.prototypes.T  # N x total prototypes
             owner = torch.from_numpy(self.model.prototype_owner).to(similarity.device)

@@ -15,7 +15,6 @@ import threading
 import time
 from dataclasses import replace
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -29,6 +28,7 @@ from isar_ros.core.stats import LatencyMeter, RateMeter
 from isar_ros.core.visualize import overlay
 from isar_ros.ros.conversions import MemoryMessageError, msg_to_export, segmentation_to_msg
 from isar_ros.ros.image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
+from isar_ros.ros.node_main import run_node
 from isar_ros.ros.teach_node import MEMORY_QOS
 from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
 
@@ -179,7 +179,8 @@ class InferenceNode(Node):
         self.status_pub.publish(DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message="running",
                                                  values=[KeyValue(key=k, value=v) for k, v in values.items()]))
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Stop the worker thread."""
         self._running = False
         with self._wake:
             self._wake.notify()
@@ -187,20 +188,7 @@ class InferenceNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = InferenceNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(InferenceNode, args=args)
 
 
 if __name__ == "__main__":

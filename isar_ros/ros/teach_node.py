@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -31,6 +30,7 @@ from isar_ros.core.memory import MemoryFormatError
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import PromptError
 from isar_ros.ros.conversions import export_to_msg, object_summaries, prompt_from_msg
+from isar_ros.ros.node_main import run_node
 from isar_ros.ros.image_conversion import ImageConversionError, depth_to_metres, image_to_numpy, numpy_to_image
 from isar_ros_msgs.msg import InstanceMemory
 from isar_ros_msgs.srv import ForgetObject, ListObjects, LoadMemory, RenameObject, SaveMemory, TeachObject
@@ -270,26 +270,14 @@ class TeachNode(Node):
         response.num_objects = len(self.perception.memory.objects)
         return response
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
+        """On shutdown: save (unless a memory that could not be loaded would be overwritten)."""
         if self.autosave and not self.save_blocked:
             self.perception.save(self.memory_dir)
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = TeachNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(TeachNode, args=args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""Message <-> core conversions: exact round trips, and bad memories refused with the reason."""
+
+import numpy as np
+import pytest
+from std_msgs.msg import Header
+
+from isar_ros.core.prompt_mask import Prompt, PromptError
+from isar_ros.ros.conversions import MemoryMessageError, export_to_msg, msg_to_export, prompt_from_msg, prompt_to_msg
+from isar_ros_msgs.msg import Prompt as PromptMsg
+
+
+def export(dim=4):
+    return {"version": 3, "backbone_id": "handcrafted-test", "feature_dim": dim, "objects": [
+        {"object_id": 2, "name": "mug", "num_exemplars": 2, "weights": np.arange(dim, dtype=np.float32), "bias": -0.5,
+         "mask_threshold": 0.0, "presence_threshold": 0.625, "min_patches": 3, "max_patches": 40,
+         "prototypes": np.ones((2, dim), np.float32) / 2, "prototype_threshold": 0.75}]}
+
+
+def test_memory_round_trip_is_exact():
+    back = msg_to_export(export_to_msg(export(), Header().stamp))
+    original = export()
+    assert back["version"] == 3 and back["backbone_id"] == "handcrafted-test"
+    (o,), (p,) = back["objects"], original["objects"]
+    for key in ("object_id", "name", "num_exemplars", "bias", "mask_threshold", "presence_threshold", "min_patches",
+                "max_patches", "prototype_threshold"):
+        assert o[key] == p[key]
+    np.testing.assert_array_equal(o["weights"], p["weights"])
+    np.testing.assert_array_equal(o["prototypes"], p["prototypes"])
+
+
+@pytest.mark.parametrize("edit,reason", [
+    (lambda m: setattr(m.objects[0], "weights", [1.0, 2.0]), "has 2 weights, feature_dim is 4"),
+    (lambda m: setattr(m.objects[0], "bias", float("nan")), "NaN or infinite"),
+    (lambda m: setattr(m.objects[0], "num_prototypes", 3), "prototype values for 3 prototypes"),
+    (lambda m: setattr(m.objects[0], "object_id", 0), "id 0 or a repeated id"),
+    (lambda m: setattr(m, "feature_dim", 0), "feature_dim 0"),
+])
+def test_bad_memory_messages_are_refused_with_the_reason(edit, reason):
+    msg = export_to_msg(export(), Header().stamp)
+    edit(msg)
+    with pytest.raises(MemoryMessageError, match=reason):
+        msg_to_export(msg)
+
+
+def test_prompt_round_trip_and_empty_box():
+    prompt = Prompt(np.array([[10.0, 20.0], [30.0, 5.0]], np.float32), np.array([1, 0]), np.array([5, 6, 50, 60], np.float32))
+    back = prompt_from_msg(prompt_to_msg(prompt, Header()))
+    np.testing.assert_array_equal(back.points_xy, prompt.points_xy)
+    np.testing.assert_array_equal(back.labels, prompt.labels)
+    np.testing.assert_array_equal(back.box_xyxy, prompt.box_xyxy)
+    msg = PromptMsg(has_box=True)
+    with pytest.raises(PromptError, match=r"is empty \(0x0 px\)"):
+        prompt_from_msg(msg)
