@@ -19,7 +19,7 @@ def ros_environment(
 ) -> dict[str, str]:
     """Return ``base`` (default: ``os.environ``) completed for isar_ros processes.
 
-    * ``FASTDDS_DEFAULT_PROFILES_FILE`` -> the shipped 16 MB shared-memory profile, unless the user
+    * ``FASTDDS_DEFAULT_PROFILES_FILE`` -> the shipped 64 MB shared-memory profile, unless the user
       already chose a profile (camera images are lost over fragmented UDP without it).
     * ``localhost_only``: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` so no traffic leaves the machine.
     * ``domain_id``: sets ``ROS_DOMAIN_ID``.
