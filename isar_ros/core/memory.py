@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from isar_ros.core.seeding import content_seed
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS_PATTERN = re.compile(r"^arrays-\d{6,}\.npz$")
@@ -86,13 +88,6 @@ def _subsample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.nda
     if len(rows) <= limit:
         return rows
     return rows[np.sort(rng.choice(len(rows), limit, replace=False))]
-
-
-def content_seed(array: np.ndarray) -> int:
-    """A seed from an array's bytes (deterministic across processes, unlike hash())."""
-    import zlib
-
-    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8)[:: max(1, array.nbytes // 65536)].tobytes())
 
 
 def _f32(x: float) -> float:

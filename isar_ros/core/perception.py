@@ -22,7 +22,8 @@ import numpy as np
 
 from isar_ros.core.backbones import Backbone, FeatureGrid, create_backbone
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
-from isar_ros.core.memory import InstanceMemory, MemoryConfig, content_seed
+from isar_ros.core.memory import InstanceMemory, MemoryConfig
+from isar_ros.core.seeding import content_seed
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError, create_mask_predictor
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from isar_ros.core.seeding import content_seed
+
 POSITIVE, NEGATIVE = 1, 0
 
 
@@ -139,6 +141,7 @@ class GrabCutPredictor(MaskPredictor):
         if (result == cv2.GC_PR_FGD).any() or (result == cv2.GC_FGD).any():
             bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             try:
+                cv2.setRNGSeed(content_seed(init) ^ content_seed(small))  # GrabCut's k-means init uses OpenCV's global RNG
                 cv2.grabCut(small, result, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
             except cv2.error:
                 result = init  # degenerate colour models (e.g. a flat image): keep the prompt itself

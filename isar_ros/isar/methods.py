@@ -82,4 +82,5 @@ def create(name: str, options: dict | None = None) -> Method:
 
 def _load_plugins() -> None:
     """Methods that live in other modules register themselves when imported."""
+    import isar_ros.isar.baseline  # noqa: F401
     import isar_ros.isar.core_methods  # noqa: F401
