@@ -5,6 +5,7 @@
     isar-ros replay --data DIR [--task T --scene S]          sim bridge + teach + inference
     isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format dataset
     isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
+    isar-ros bag export|export-all ...                       ISAR scenes as rosbag2 files
 """
 
 from __future__ import annotations
@@ -199,6 +200,41 @@ def cmd_replay(args) -> int:
                               "outputs: /isar_inference/instances, /isar_inference/overlay, /isar_inference/status"])
 
 
+def add_bag(sub) -> None:
+    parser = sub.add_parser("bag", help="ISAR scenes as rosbag2 files")
+    bag = parser.add_subparsers(dest="bag_command", required=True)
+    export = bag.add_parser("export", help="one scene as one bag")
+    export.add_argument("--data", type=Path, required=True)
+    export.add_argument("--task", required=True)
+    export.add_argument("--scene", required=True)
+    export.add_argument("--split", default="test", choices=["train", "test"])
+    export.add_argument("--out", type=Path, required=True, help="bag folder to write")
+    export.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    export.add_argument("--compressed", action="store_true", help="also /image/compressed (the scene's JPEG bytes)")
+    everything = bag.add_parser("export-all", help="every scene of a dataset (resumes where it stopped)")
+    everything.add_argument("--data", type=Path, required=True)
+    everything.add_argument("--out", type=Path, required=True)
+    everything.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    everything.add_argument("--compressed", action="store_true")
+
+
+def cmd_bag(args) -> int:
+    from isar_ros.isar.dataset import IsarDataset
+    from sim_bridge.bags import export_dataset, export_scene
+
+    if args.bag_command == "export":
+        task = IsarDataset(args.data).task(args.task)
+        scenes = [s for s in (task.train_scenes if args.split == "train" else task.test_scenes) if s.name == args.scene]
+        if not scenes:
+            raise KeyError(f"no {args.split} scene {args.scene!r} in {task.name}")
+        result = export_scene(scenes[0], args.out, args.storage, args.compressed)
+        print(f"wrote {result['bag']}: {result['frames']} frames, {result['bytes'] / 1e6:.1f} MB, {result['frames_per_s']:.1f} frames/s")
+    else:
+        results = export_dataset(args.data, args.out, args.storage, args.compressed)
+        print(f"wrote {len(results)} bags into {args.out} (finished ones were skipped)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="isar-ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     add_demo(sub)
     add_up(sub)
     add_replay(sub)
+    add_bag(sub)
     args = parser.parse_args(argv)
-    handlers = {"generate": cmd_generate, "benchmark": cmd_benchmark, "demo": cmd_demo, "up": cmd_up, "replay": cmd_replay}
+    handlers = {"generate": cmd_generate, "benchmark": cmd_benchmark, "demo": cmd_demo, "up": cmd_up, "replay": cmd_replay, "bag": cmd_bag}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,0 +1,196 @@
+"""ISAR scenes as rosbag2 files, written with the pure-Python ``rosbags`` library (no rclpy needed).
+
+One bag per scene: ``/image`` (rgb8), optionally ``/image/compressed`` (the scene's own JPEG bytes),
+``/depth`` (16UC1 mm), ``/camera_info``, ``/camera_pose`` (PoseStamped, optical frame in ``world``),
+``/ground_truth`` (16UC1 ids), ``/clock``, and for train scenes ``/prompts/single_shot`` and
+``/prompts/multi_shot`` (isar_ros_msgs/LabelledPrompt, stamped like the frame they refer to). Every
+message of a frame carries the same stamp, start_time_s + index / 30 s (the scene's 30 fps); the
+bag's receive time is that stamp. Message definitions are embedded (MCAP schemas / sqlite3 type
+descriptions), so other tools decode them; the bag's metadata records task, scene, split and modes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from isar_ros.isar.dataset import FPS, MODES, IsarDataset, Scene, matrix_to_quaternion_wxyz
+from isar_ros.paths import SOURCE_ROOT
+
+START_TIME_S = 1000.0
+FRAME_ID, WORLD_FRAME = "camera_optical", "world"
+CUSTOM_MESSAGES = ("Prompt", "Instance", "InstanceSegmentation", "ObjectInfo", "InstanceMemory", "LabelledPrompt")
+TOPICS = {
+    "/image": "sensor_msgs/msg/Image", "/image/compressed": "sensor_msgs/msg/CompressedImage",
+    "/depth": "sensor_msgs/msg/Image", "/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/camera_pose": "geometry_msgs/msg/PoseStamped", "/ground_truth": "sensor_msgs/msg/Image",
+    "/clock": "rosgraph_msgs/msg/Clock",
+    **{f"/prompts/{mode}": "isar_ros_msgs/msg/LabelledPrompt" for mode in MODES},
+}
+
+
+def msg_folder() -> Path:
+    folder = SOURCE_ROOT / "msg" / "msg"
+    if folder.is_dir():
+        return folder
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("isar_ros_msgs")) / "msg"
+
+
+def typestore():
+    """The ROS 2 Kilted type store with isar_ros_msgs registered from msg/*.msg."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for name in CUSTOM_MESSAGES:
+        types.update(get_types_from_msg((msg_folder() / f"{name}.msg").read_text(), f"isar_ros_msgs/msg/{name}"))
+    store.register(types)
+    return store
+
+
+class _Messages:
+    """Builds rosbags message objects for one scene's frames."""
+
+    def __init__(self, store):
+        self.t = store.types
+        self.store = store
+
+    def time(self, seconds: float):
+        sec = int(np.floor(seconds))
+        return self.t["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+    def header(self, stamp, frame_id=FRAME_ID):
+        return self.t["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+    def image(self, array: np.ndarray, encoding: str, header):
+        from isar_ros.ros.image_conversion import numpy_to_image
+
+        msg = numpy_to_image(array, encoding, msg_type=_Mutable)
+        return self.t["sensor_msgs/msg/Image"](header=header, height=msg.height, width=msg.width, encoding=encoding,
+                                               is_bigendian=msg.is_bigendian, step=msg.step,
+                                               data=np.frombuffer(msg.data, np.uint8))
+
+    def compressed(self, jpeg: bytes, header):
+        return self.t["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; jpeg compressed bgr8",
+                                                         data=np.frombuffer(jpeg, np.uint8))
+
+    def camera_info(self, intr, header):
+        roi = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return self.t["sensor_msgs/msg/CameraInfo"](
+            header=header, height=intr.height, width=intr.width, distortion_model="plumb_bob", d=np.zeros(5),
+            k=np.array([intr.fx, 0, intr.cx, 0, intr.fy, intr.cy, 0, 0, 1], float), r=np.eye(3).ravel(),
+            p=np.array([intr.fx, 0, intr.cx, 0, 0, intr.fy, intr.cy, 0, 0, 0, 1, 0], float),
+            binning_x=0, binning_y=0, roi=roi)
+
+    def pose(self, T: np.ndarray, stamp):
+        w, x, y, z = matrix_to_quaternion_wxyz(T[:3, :3])
+        position = self.t["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3]))
+        orientation = self.t["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w))
+        pose = self.t["geometry_msgs/msg/Pose"](position=position, orientation=orientation)
+        return self.t["geometry_msgs/msg/PoseStamped"](header=self.header(stamp, WORLD_FRAME), pose=pose)
+
+    def prompt(self, p, header):
+        point = self.t["geometry_msgs/msg/Point32"](x=float(p.point_xy[0]), y=float(p.point_xy[1]), z=0.0)
+        x0, y0, x1, y1 = p.box_xyxy
+        box = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=x0, y_offset=y0, height=y1 - y0 + 1, width=x1 - x0 + 1,
+                                                         do_rectify=False)
+        prompt = self.t["isar_ros_msgs/msg/Prompt"](header=header, points=[point], labels=np.array([1], np.uint8),
+                                                    has_box=True, box=box)
+        return self.t["isar_ros_msgs/msg/LabelledPrompt"](name=str(p.object_id), prompt=prompt)
+
+
+class _Mutable:
+    """Attribute bag for numpy_to_image when building rosbags messages."""
+
+
+def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: bool = False,
+                 start_time_s: float = START_TIME_S) -> dict:
+    """Write ``scene`` as one rosbag2 bag at ``out`` (a folder, replaced if present). Returns a summary."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = typestore()
+    build = _Messages(store)
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    started = time.perf_counter()
+    topics = dict(TOPICS)
+    if not compressed:
+        topics.pop("/image/compressed")
+    modes = [m for m in MODES if (scene.path / f"prompts_{m.split('_')[0]}.json").is_file()]
+    for mode in MODES:
+        if mode not in modes:
+            topics.pop(f"/prompts/{mode}")
+    prompts = {mode: scene.prompts(mode) for mode in modes}
+    with Writer(partial, version=9, storage_plugin=plugin) as writer:
+        connections = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in topics.items()}
+        for key, value in {"isar_task": scene.task_name, "isar_scene": scene.name, "isar_split": scene.split,
+                           "isar_modes": ",".join(modes), "isar_fps": str(FPS), "isar_start_time_s": str(start_time_s),
+                           "isar_frames": str(len(scene))}.items():
+            writer.set_custom_data(key, value)
+        intr = scene.intrinsics
+
+        def write(topic, msg, nanoseconds):
+            writer.write(connections[topic], nanoseconds, store.serialize_cdr(msg, topics[topic]))
+
+        for frame in scene:
+            seconds = start_time_s + frame.index / FPS
+            ns = int(round(seconds * 1e9))
+            stamp = build.time(seconds)
+            header = build.header(stamp)
+            write("/clock", store.types["rosgraph_msgs/msg/Clock"](clock=stamp), ns)
+            write("/camera_info", build.camera_info(intr, header), ns)
+            pose = frame.pose_optical()
+            if pose is not None:
+                write("/camera_pose", build.pose(pose, stamp), ns)
+            depth = frame.depth_mm()
+            if depth is not None:
+                write("/depth", build.image(depth, "16UC1", header), ns)
+            gt = frame.ground_truth()
+            if gt is not None:
+                write("/ground_truth", build.image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header), ns)
+            write("/image", build.image(frame.rgb(), "rgb8", header), ns)
+            if compressed:
+                write("/image/compressed", build.compressed(frame.rgb_path.read_bytes(), header), ns)
+            for mode in modes:
+                for p in prompts[mode].get(frame.name, []):
+                    write(f"/prompts/{mode}", build.prompt(p, header), ns)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)  # a bag folder is complete or absent
+    seconds = time.perf_counter() - started
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return {"bag": str(out), "frames": len(scene), "seconds": seconds, "frames_per_s": len(scene) / seconds, "bytes": size}
+
+
+def export_dataset(data: Path, out: Path, storage: str = "mcap", compressed: bool = False, progress: bool = True) -> list[dict]:
+    """Every scene of every task as ``out/<task>/<split>/<scene>`` bags; resumes: finished bags are skipped.
+
+    ``out/progress.json`` lists the bags written (a bag folder appears only when complete).
+    """
+    from tqdm import tqdm
+
+    dataset = IsarDataset(data)
+    scenes = [s for task in dataset.tasks for s in task.train_scenes + task.test_scenes]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = out / "progress.json"
+    done = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    results = []
+    for scene in tqdm(scenes, unit="scene", disable=not progress, desc="bags"):
+        target = out / scene.task_name / scene.split / scene.name
+        key = str(target.relative_to(out))
+        if key in done and target.is_dir():
+            continue
+        results.append(export_scene(scene, target, storage, compressed))
+        done[key] = results[-1]
+        tmp = ledger.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=1))
+        tmp.replace(ledger)
+    return results
