@@ -71,7 +71,8 @@ def stage_latency(repeats: int) -> list[dict]:
     rows = []
     image, boxes = test_image()
     candidates = [("handcrafted", {}, False), ("dinov2_vits14", {"random_init": True}, False),
-                  ("dinov2_vits14", {"random_init": True}, True), ("dinov2_vitb14", {"random_init": True}, True)]
+                  ("dinov2_vits14", {"random_init": True}, True), ("dinov2_vitb14", {"random_init": True}, False),
+                  ("dinov2_vitb14", {"random_init": True}, True)]
     for name, options, bf16 in candidates:
         if name.startswith("dinov2"):
             options = {**options, "bf16": bf16}

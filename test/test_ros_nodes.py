@@ -205,7 +205,7 @@ def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
     instances_with(client, lambda m: (object_id, "renamed") in ids_in(m))
     set_parameter(client, "presence_offset", 50.0)  # nothing can be that sure
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
-    set_parameter(client, "presence_offset", 0.15)
+    set_parameter(client, "presence_offset", 0.3)
     instances_with(client, lambda m: object_id in {i.object_id for i in m.instances})
     assert client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})

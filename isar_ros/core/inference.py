@@ -37,7 +37,7 @@ from isar_ros.core.backbones.base import FeatureGrid
 class InferenceConfig:
     matcher: str = "svm"  # "svm" (ISAR) or "prototype" ("No Time to Train!")
     presence: bool = True  # False: paint every object wherever it scores, as the authors' baseline does
-    presence_offset: float = 0.15  # added to every object's presence threshold, in logit units (run-time knob)
+    presence_offset: float = 0.3  # added to every object's presence threshold, in logit units (run-time knob)
     mask_offset: float = 0.0  # added to every object's mask threshold (run-time knob)
     min_component_fraction: float = 0.2
     max_area_factor: float = 4.0  # regions larger than this x the largest taught view are not the object
