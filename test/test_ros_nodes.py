@@ -198,8 +198,13 @@ def test_rqt_pixel_clicks_with_a_box_teach(ros):
 
 def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
     client, camera = ros["client"], ros["camera"]
-    object_id = teach_red(client, "to rename").object_id
-    camera.rgb = scene({"red_stripes": MOVED}, seed=5)[0]
+    # An object no other test teaches: two taught copies of one object would compete for its pixels.
+    teaching = numpy_to_image(scene({"green_checker": (60, 60, 70, 70)}, seed=11)[0], "rgb8")
+    prompt = Prompt(has_box=True, box=RegionOfInterest(x_offset=60, y_offset=60, width=70, height=70))
+    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="to rename", prompts=[prompt], image=teaching))
+    assert response.success, response.message
+    object_id = response.object_id
+    camera.rgb = scene({"green_checker": (200, 100, 70, 70)}, seed=5)[0]
     instances_with(client, lambda m: (object_id, "to rename") in ids_in(m))
     assert client.call("/isar_teach/rename", RenameObject, RenameObject.Request(object_id=object_id, new_name="renamed")).success
     instances_with(client, lambda m: (object_id, "renamed") in ids_in(m))
