@@ -10,6 +10,7 @@ Like SAM's predictor, the cost is split: ``set_image`` once per frame (SAM's ima
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import cv2
@@ -69,17 +70,18 @@ class Prompt:
         return np.array([max(x0, 0), max(y0, 0), min(x1, width - 1), min(y1, height - 1)])
 
 
-class MaskPredictor:
+class MaskPredictor(ABC):
     """Prompt -> mask for one image at a time."""
 
     name = "mask_predictor"
 
+    @abstractmethod
     def set_image(self, rgb: np.ndarray) -> None:
-        raise NotImplementedError
+        """The expensive step, once per image (H x W x 3 uint8 RGB)."""
 
+    @abstractmethod
     def predict(self, prompt: Prompt) -> np.ndarray:
         """Boolean H x W mask of the prompted object."""
-        raise NotImplementedError
 
 
 class GrabCutPredictor(MaskPredictor):

@@ -15,6 +15,7 @@ Methods are registered by name in ``METHODS`` (a factory taking the options dict
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import numpy as np
@@ -22,19 +23,21 @@ import numpy as np
 from isar_ros.isar.dataset import Frame, Task
 
 
-class Method:
+class Method(ABC):
     """Base class: a method sees only the prompts when training, only the images when predicting."""
 
     name = "method"
 
+    @abstractmethod
     def train(self, task: Task, mode: str) -> None:
-        raise NotImplementedError
+        """Learn the task's objects from ``task.prompts(mode)``."""
 
     def reset(self) -> None:
         """A new test sequence starts: drop any temporal state."""
 
+    @abstractmethod
     def predict(self, frame: Frame) -> np.ndarray:
-        raise NotImplementedError
+        """H x W integer label image: ISAR object id per pixel, 0 = none."""
 
 
 class OracleMethod(Method):

@@ -152,8 +152,9 @@ class InferenceNode(Node):
     def _process(self, msg: Image, arrived: float) -> None:
         rgb = image_to_numpy(msg, "rgb8")
         segmentation = self.finder.find(self.backbone.extract(rgb), rgb)
-        self.instances_pub.publish(segmentation_to_msg(segmentation, msg.header))
-        self.label_pub.publish(numpy_to_image(segmentation.labels, "mono16", header=msg.header))
+        instances = segmentation_to_msg(segmentation, msg.header)
+        self.instances_pub.publish(instances)
+        self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
         if self.publish_overlay:
             names = {i.object_id: f"{i.name} {i.score:.2f}" for i in segmentation.instances}
             self.overlay_pub.publish(numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header))

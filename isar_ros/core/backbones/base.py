@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,16 +36,16 @@ class FeatureGrid:
         return self.features.reshape(-1, self.features.shape[-1])
 
 
-class Backbone:
+class Backbone(ABC):
     """Image -> :class:`FeatureGrid`. Subclasses set ``backbone_id``, ``feature_dim`` and ``device``."""
 
     backbone_id: str = "backbone"
     feature_dim: int = 0
     device: torch.device = torch.device("cpu")
 
+    @abstractmethod
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
         """``rgb``: H x W x 3 uint8, RGB."""
-        raise NotImplementedError
 
 
 def resolve_device(device: str) -> torch.device:
