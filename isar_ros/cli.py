@@ -90,6 +90,7 @@ def add_demo(sub) -> None:
     parser.add_argument("--out", type=Path, default=DEMO_OUT)
     parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
+    parser.add_argument("--bags", type=Path, help="replay scene bags from this folder (isar-ros bag export-all) instead of the folders")
 
 
 def ensure_demo_data(data: Path) -> None:
@@ -115,7 +116,7 @@ def cmd_demo(args) -> int:
     started = time.perf_counter()
     ensure_demo_data(args.data)
     modes = MODES if args.mode == "both" else (args.mode,)
-    result = run_demo(args.data, args.out, modes, args.task)
+    result = run_demo(args.data, args.out, modes, args.task, bags=args.bags)
     paths = write_reports(result, args.out)
     print(markdown_summary(result))
     print(f"reports: {', '.join(str(p) for p in paths.values())}, {args.out / 'contact_sheet.png'}")

@@ -194,3 +194,112 @@ def export_dataset(data: Path, out: Path, storage: str = "mcap", compressed: boo
         tmp.write_text(json.dumps(done, indent=1))
         tmp.replace(ledger)
     return results
+
+
+class BagFrame:
+    """One frame of a :class:`BagScene`, with the accessors of :class:`isar_ros.isar.dataset.Frame`."""
+
+    def __init__(self, scene: "BagScene", index: int):
+        self.scene, self.index = scene, index
+        self.name = scene.frame_names[index]
+
+    def _image(self, topic: str):
+        from isar_ros.ros.image_conversion import image_to_numpy
+
+        raw = self.scene.raw[topic].get(self.index)
+        return None if raw is None else image_to_numpy(self.scene.decode(topic, raw))
+
+    def rgb(self) -> np.ndarray:
+        return self._image("/image")
+
+    def depth_mm(self):
+        return self._image("/depth")
+
+    def ground_truth(self):
+        return self._image("/ground_truth")
+
+    def pose_optical(self):
+        from isar_ros.core.geometry import pose_matrix
+
+        raw = self.scene.raw["/camera_pose"].get(self.index)
+        if raw is None:
+            return None
+        pose = self.scene.decode("/camera_pose", raw).pose
+        return pose_matrix([pose.position.x, pose.position.y, pose.position.z],
+                           [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w])
+
+
+class BagScene:
+    """A scene bag written by :func:`export_scene`, read like a scene folder (the sim bridge plays either).
+
+    The bag is read once: each message's raw CDR bytes are kept per topic and frame (frame index from
+    the stamp and the bag's start time), and decoded only when asked for.
+    """
+
+    def __init__(self, path: str | Path):
+        import yaml
+        from rosbags.rosbag2 import Reader
+
+        self.path = Path(path)
+        meta_file = self.path / "metadata.yaml"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{self.path}: not a rosbag2 bag (no metadata.yaml)")
+        custom = yaml.safe_load(meta_file.read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
+        missing = {"isar_task", "isar_scene", "isar_split", "isar_frames"} - set(custom)
+        if missing:
+            raise ValueError(f"{self.path}: not an ISAR scene bag (metadata lacks {sorted(missing)}); write it with isar-ros bag export")
+        self.task_name, self.name, self.split = custom["isar_task"], custom["isar_scene"], custom["isar_split"]
+        self.start_time_s = float(custom.get("isar_start_time_s", START_TIME_S))
+        count = int(custom["isar_frames"])
+        self.frame_names = [f"{i:07d}" for i in range(count)]
+        self.store = typestore()
+        self.msgtypes: dict[str, str] = {}
+        self.raw: dict[str, dict[int, bytes]] = {topic: {} for topic in TOPICS}
+        self.prompt_raw: dict[str, list[tuple[int, bytes]]] = {mode: [] for mode in MODES}
+        with Reader(self.path) as reader:
+            for connection, ns, data in reader.messages():
+                self.msgtypes[connection.topic] = connection.msgtype
+                index = int(round((ns * 1e-9 - self.start_time_s) * FPS))
+                if connection.topic.startswith("/prompts/"):
+                    self.prompt_raw[connection.topic.split("/")[-1]].append((index, bytes(data)))
+                elif connection.topic in self.raw:
+                    self.raw[connection.topic][index] = bytes(data)
+        if len(self.raw["/image"]) != count:
+            raise ValueError(f"{self.path}: {len(self.raw['/image'])} images for {count} frames; the bag is incomplete")
+
+    def decode(self, topic: str, raw: bytes):
+        return self.store.deserialize_cdr(raw, self.msgtypes[topic])
+
+    def __len__(self) -> int:
+        return len(self.frame_names)
+
+    def __iter__(self):
+        return (BagFrame(self, i) for i in range(len(self)))
+
+    def frame(self, index: int) -> BagFrame:
+        return BagFrame(self, index)
+
+    def frame_by_name(self, name: str) -> BagFrame:
+        return BagFrame(self, self.frame_names.index(name))
+
+    @property
+    def intrinsics(self):
+        from isar_ros.isar.dataset import Intrinsics
+
+        info = self.decode("/camera_info", self.raw["/camera_info"][0])
+        return Intrinsics(int(info.width), int(info.height), float(info.k[0]), float(info.k[4]), float(info.k[2]), float(info.k[5]))
+
+    def prompts(self, mode: str) -> dict:
+        """Frame name -> prompts, from the bag's ``/prompts/<mode>`` topic (as Scene.prompts)."""
+        from isar_ros.isar.dataset import Prompt
+
+        if not self.prompt_raw.get(mode):
+            raise ValueError(f"{self.path}: no /prompts/{mode} topic (only train scene bags carry prompts)")
+        prompts: dict[str, list] = {}
+        for index, raw in self.prompt_raw[mode]:
+            msg = self.decode(f"/prompts/{mode}", raw)
+            box = msg.prompt.box
+            prompts.setdefault(self.frame_names[index], []).append(Prompt(
+                int(msg.name), (int(msg.prompt.points[0].x), int(msg.prompt.points[0].y)),
+                (int(box.x_offset), int(box.y_offset), int(box.x_offset + box.width - 1), int(box.y_offset + box.height - 1))))
+        return prompts

@@ -5,6 +5,9 @@ own timing, whatever the replay rate): ``image`` (rgb8), ``depth`` (16UC1, mm), 
 ``camera_pose`` (PoseStamped of the optical frame in ``world_frame``; also TF where tf2_ros is
 installed), ``ground_truth`` (16UC1 instance ids, optional) and ``/clock``.
 
+Sources: a scene folder (``data``, ``task``, ``split``, ``scene``) or a scene bag (``bag``) written by
+``isar-ros bag export`` - the same topics either way; a train bag's prompts come from its prompt topics.
+
 Replay control: ``rate_hz``, ``loop``, ``~/pause`` (std_srvs/SetBool), ``~/step`` (std_srvs/Trigger,
 one frame while paused), and ``pace_topic``: publish the next frame only once an
 InstanceSegmentation with the current stamp came back (or ``pace_timeout_s`` passed) - a lockstep
@@ -39,6 +42,7 @@ from isar_ros.ros.node_main import run_node
 from isar_ros_msgs.msg import InstanceSegmentation
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from isar_ros_msgs.srv import TeachObject
+from sim_bridge.bags import BagScene
 
 # Reliable with a second of history at 30 fps: a replay should not lose frames to a briefly slow reader.
 REPLAY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -79,20 +83,26 @@ def teach_requests(scene, mode: str, start_time_s: float):
             yield p.object_id, TeachObject.Request(name=str(p.object_id), prompts=[prompt], image=image)
 
 
+def find_scene(data: str, task_name: str, split: str, wanted: str):
+    dataset = IsarDataset(data)
+    task = dataset.task(task_name) if task_name else dataset.tasks[0]
+    scenes = task.train_scenes if split == "train" else task.test_scenes
+    matches = [s for s in scenes if s.name == wanted] if wanted else scenes[:1]
+    if not matches:
+        raise ValueError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
+    return matches[0]
+
+
 class SimBridgeNode(Node):
     def __init__(self):
         super().__init__("isar_sim_bridge")
         p = self._param
-        dataset = IsarDataset(p("data", "data/isar_demo", "ISAR-format dataset folder"))
+        data = p("data", "data/isar_demo", "ISAR-format dataset folder")
         task_name = p("task", "", "task folder name (empty: the first)")
-        task = dataset.task(task_name) if task_name else dataset.tasks[0]
         split = p("split", "test", "train or test")
-        scenes = task.train_scenes if split == "train" else task.test_scenes
         wanted = p("scene", "", "scene folder name (empty: the first of the split)")
-        matches = [s for s in scenes if s.name == wanted] if wanted else scenes[:1]
-        if not matches:
-            raise ValueError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
-        self.scene = matches[0]
+        bag = p("bag", "", "a scene bag written by `isar-ros bag export`; replaces data/task/split/scene")
+        self.scene = BagScene(bag) if bag else find_scene(data, task_name, split, wanted)
         self.rate_hz = p("rate_hz", FPS, "frames published per second of wall time")
         self.loop = p("loop", False, "start again after the last frame")
         self.paused = p("paused", False, "start paused (~/pause false to play, ~/step for one frame)")
@@ -130,7 +140,8 @@ class SimBridgeNode(Node):
         self.ready_to_play = threading.Event()
         self.create_timer(1.0 / self.rate_hz, self.tick, callback_group=MutuallyExclusiveCallbackGroup())
         threading.Thread(target=self._teach_then_play, daemon=True).start()
-        self.get_logger().info(f"replaying {task.name}/{split}/{self.scene.name} ({len(self.scene)} frames) at {self.rate_hz:g} Hz")
+        source = f"bag {bag}" if bag else f"{self.scene.task_name}/{self.scene.split}/{self.scene.name}"
+        self.get_logger().info(f"replaying {source} ({len(self.scene)} frames) at {self.rate_hz:g} Hz")
 
     def _param(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value

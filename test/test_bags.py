@@ -99,3 +99,20 @@ def test_whole_dataset_export_resumes(tiny_dataset, tmp_path):
     shutil.rmtree(victim)  # as if the run had stopped before this bag was complete
     again = export_dataset(tiny_dataset, tmp_path, progress=False)
     assert [r["bag"] for r in again] == [str(victim)]
+
+
+def test_a_bag_reads_like_its_scene_folder(train_bag):
+    from sim_bridge.bags import BagScene
+
+    scene, bag, _ = train_bag
+    replayed = BagScene(bag)
+    assert (replayed.task_name, replayed.name, replayed.split, len(replayed)) == (scene.task_name, scene.name, "train", len(scene))
+    assert replayed.intrinsics == scene.intrinsics
+    for index in (0, len(scene) - 1):
+        a, b = replayed.frame(index), scene.frame(index)
+        np.testing.assert_array_equal(a.rgb(), b.rgb())
+        np.testing.assert_array_equal(a.depth_mm(), b.depth_mm())
+        np.testing.assert_array_equal(a.ground_truth(), b.ground_truth())
+        np.testing.assert_allclose(a.pose_optical(), b.pose_optical(), atol=1e-9)
+    for mode in ("single_shot", "multi_shot"):
+        assert replayed.prompts(mode) == scene.prompts(mode)

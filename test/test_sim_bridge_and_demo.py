@@ -85,3 +85,18 @@ def test_demo_through_the_nodes_scores_exactly_as_the_benchmark(tiny_dataset, tm
     assert demo == json.loads(json.dumps(benchmark.official()))  # every frame's IoU, every ratio
     scene = next(iter(demo["multi_object"]["multi_shot"].values()))
     assert any(iou > 0.3 for ious in scene["iou_detailed"].values() for iou in ious.values())  # not trivially empty
+
+
+def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, tmp_path):
+    from sim_bridge.bags import export_dataset
+
+    task = IsarDataset(tiny_dataset).tasks[0].name
+    export_dataset(tiny_dataset, tmp_path / "bags", progress=False)
+    runs = {}
+    for name, extra in {"folders": [], "bags": ["--bags", str(tmp_path / "bags")]}.items():
+        out = tmp_path / name
+        run = subprocess.run([sys.executable, "-m", "isar_ros.cli", "demo", "--data", str(tiny_dataset), "--out", str(out),
+                              "--mode", "multi_shot", "--task", task, *extra], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        runs[name] = json.loads((out / "results.json").read_text())
+    assert runs["bags"] == runs["folders"]

@@ -114,12 +114,23 @@ class DemoClient:
         self.node.destroy_node()
 
 
+def source(data: Path, bags: Path | None, task: str, split: str, scene: str) -> dict:
+    """Sim bridge parameters for one scene: its folder, or its bag when ``bags`` is given."""
+    if bags is not None:
+        return {"bag": str(bags / task / split / scene)}
+    return {"data": str(data), "task": task, "split": split, "scene": scene}
+
+
 def frame_index(stamp: tuple[int, int], start_time_s: float = START_TIME_S) -> int:
     return int(round((stamp[0] + stamp[1] * 1e-9 - start_time_s) * FPS))
 
 
-def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print) -> BenchmarkResult:
-    """Run the demo graph over ``data``; returns the scores (reports are written by the caller)."""
+def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Path | None = None) -> BenchmarkResult:
+    """Run the demo graph over ``data``; returns the scores (reports are written by the caller).
+
+    ``bags``: replay the scenes from bags written by ``isar-ros bag export-all`` into that folder
+    (``<bags>/<task>/<split>/<scene>``) instead of the scene folders; scoring still uses ``data``.
+    """
     import rclpy
 
     dataset = IsarDataset(data)
@@ -145,7 +156,7 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print) -> Bench
                     teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), name=f"teach_node_{mode}_{task.name}")
                     for scene in task.train_scenes:
                         bridge = graph.start(NodeSpec("sim_bridge_node", {
-                            "data": str(data), "task": task.name, "split": "train", "scene": scene.name, "teach": mode,
+                            **source(data, bags, task.name, "train", scene.name), "teach": mode,
                             "play": False, "exit_when_done": True}), name=f"teach_{mode}_{task.name}_{scene.name}")
                         if bridge.wait(timeout=600) != 0:
                             raise RuntimeError(f"teaching from {scene.name} failed; see {bridge.log_path}")
@@ -160,7 +171,7 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print) -> Bench
                     for scene in task.test_scenes:
                         client.start_recording()
                         bridge = graph.start(NodeSpec("sim_bridge_node", {
-                            "data": str(data), "task": task.name, "split": "test", "scene": scene.name, "rate_hz": 200.0,
+                            **source(data, bags, task.name, "test", scene.name), "rate_hz": 200.0,
                             "pace_topic": INSTANCES_TOPIC, "publish_ground_truth": False, "exit_when_done": True,
                             "start_time_s": START_TIME_S}), name=f"play_{mode}_{task.name}_{scene.name}")
                         if bridge.wait(timeout=900) != 0:
