@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -59,6 +60,8 @@ def add_benchmark(sub) -> None:
     parser = sub.add_parser("benchmark", help="score a method on an ISAR-format dataset")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (holds the task folders)")
     parser.add_argument("--method", default="isar_ros", help="oracle, empty, isar_ros, isar_baseline")
+    parser.add_argument("--recorded", type=Path, action="append", metavar="BAG",
+                        help="score outputs recorded with `isar-ros bag record` instead of running a method (repeatable)")
     parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
     parser.add_argument("--out", required=True, type=Path)
@@ -74,6 +77,17 @@ def cmd_benchmark(args) -> int:
     from isar_ros.isar.runner import run_benchmark
 
     dataset = IsarDataset(args.data)
+    if args.recorded:
+        from isar_ros.isar.runner import BenchmarkResult, score_recorded_bag
+
+        result = BenchmarkResult("recorded outputs", str(args.data))
+        for bag in args.recorded:
+            mode, record = score_recorded_bag(bag, dataset)
+            result.modes.setdefault(mode, []).append(record)
+        paths = write_reports(result, args.out)
+        print(markdown_summary(result))
+        print(f"reports: {', '.join(str(p) for p in paths.values())}")
+        return 0
     method = methods.create(args.method, _parse_options(args.option))
     modes = MODES if args.mode == "both" else (args.mode,)
     result = run_benchmark(dataset, method, modes, args.task, args.out / "predictions" if args.save_predictions else None,
@@ -91,6 +105,7 @@ def add_demo(sub) -> None:
     parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
     parser.add_argument("--bags", type=Path, help="replay scene bags from this folder (isar-ros bag export-all) instead of the folders")
+    parser.add_argument("--record", type=Path, help="also record the outputs of each test scene as bags under this folder")
 
 
 def ensure_demo_data(data: Path) -> None:
@@ -116,7 +131,7 @@ def cmd_demo(args) -> int:
     started = time.perf_counter()
     ensure_demo_data(args.data)
     modes = MODES if args.mode == "both" else (args.mode,)
-    result = run_demo(args.data, args.out, modes, args.task, bags=args.bags)
+    result = run_demo(args.data, args.out, modes, args.task, bags=args.bags, record=args.record)
     paths = write_reports(result, args.out)
     print(markdown_summary(result))
     print(f"reports: {', '.join(str(p) for p in paths.values())}, {args.out / 'contact_sheet.png'}")
@@ -212,6 +227,16 @@ def add_bag(sub) -> None:
     export.add_argument("--out", type=Path, required=True, help="bag folder to write")
     export.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     export.add_argument("--compressed", action="store_true", help="also /image/compressed (the scene's JPEG bytes)")
+    rec = bag.add_parser("record", help="record outputs into a bag (until Ctrl-C, --duration or --idle)")
+    rec.add_argument("--out", type=Path, required=True)
+    rec.add_argument("--topic", action="append", help="topic to record (default /isar_inference/instances; repeatable)")
+    rec.add_argument("--task", default="", help="the ISAR task the outputs answer (for isar-ros benchmark --recorded)")
+    rec.add_argument("--scene", default="")
+    rec.add_argument("--split", default="test")
+    rec.add_argument("--mode", default="", help="single_shot or multi_shot, as a label in the scores")
+    rec.add_argument("--start-time", type=float, default=1000.0, help="sim time of frame 0 (the sim bridge's start_time_s)")
+    rec.add_argument("--duration", type=float, default=0.0)
+    rec.add_argument("--idle", type=float, default=0.0, help="stop this many seconds after the last message")
     everything = bag.add_parser("export-all", help="every scene of a dataset (resumes where it stopped)")
     everything.add_argument("--data", type=Path, required=True)
     everything.add_argument("--out", type=Path, required=True)
@@ -223,6 +248,14 @@ def cmd_bag(args) -> int:
     from isar_ros.isar.dataset import IsarDataset
     from sim_bridge.bags import export_dataset, export_scene
 
+    if args.bag_command == "record":
+        from isar_ros.ros.environment import ros_environment
+        from isar_ros.ros.recorder import DEFAULT_TOPICS, record
+
+        os.environ.update({k: v for k, v in ros_environment().items() if k == "FASTDDS_DEFAULT_PROFILES_FILE"})
+        metadata = {k: v for k, v in {"isar_task": args.task, "isar_scene": args.scene, "isar_split": args.split,
+                                      "isar_mode": args.mode, "isar_start_time_s": args.start_time}.items() if v != ""}
+        return record(args.out, args.topic or list(DEFAULT_TOPICS), metadata, args.duration, args.idle)
     if args.bag_command == "export":
         task = IsarDataset(args.data).task(args.task)
         scenes = [s for s in (task.train_scenes if args.split == "train" else task.test_scenes) if s.name == args.scene]

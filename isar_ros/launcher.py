@@ -63,11 +63,12 @@ def stop_process_group(popen: subprocess.Popen, timeout: float = 10.0) -> int:
 
 
 class NodeProcess:
-    def __init__(self, spec: NodeSpec, env: dict[str, str], log: Path | None = None):
+    def __init__(self, spec: NodeSpec | list[str], env: dict[str, str], log: Path | None = None):
         self.spec = spec
         self.log_path = log
         self.log = open(log, "w") if log else None
-        self.popen = subprocess.Popen(spec.command(), env=env, stdout=self.log or None, stderr=subprocess.STDOUT if self.log else None,
+        command = spec.command() if isinstance(spec, NodeSpec) else spec
+        self.popen = subprocess.Popen(command, env=env, stdout=self.log or None, stderr=subprocess.STDOUT if self.log else None,
                                       start_new_session=True)
 
     def wait(self, timeout: float | None = None) -> int:
@@ -88,11 +89,12 @@ class Graph:
         self.log_dir = log_dir
         self.processes: list[NodeProcess] = []
 
-    def start(self, spec: NodeSpec, name: str | None = None) -> NodeProcess:
+    def start(self, spec: NodeSpec | list[str], name: str | None = None) -> NodeProcess:
+        """Start a node (NodeSpec) or any command (a list, e.g. ``isar-ros bag record ...``)."""
         log = None
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = self.log_dir / f"{name or spec.executable}.log"
+            log = self.log_dir / f"{name or getattr(spec, 'executable', 'process')}.log"
         process = NodeProcess(spec, self.env, log)
         self.processes.append(process)
         return process

@@ -93,10 +93,19 @@ def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, t
     task = IsarDataset(tiny_dataset).tasks[0].name
     export_dataset(tiny_dataset, tmp_path / "bags", progress=False)
     runs = {}
-    for name, extra in {"folders": [], "bags": ["--bags", str(tmp_path / "bags")]}.items():
+    recorded = tmp_path / "recorded"
+    for name, extra in {"folders": [], "bags": ["--bags", str(tmp_path / "bags"), "--record", str(recorded)]}.items():
         out = tmp_path / name
         run = subprocess.run([sys.executable, "-m", "isar_ros.cli", "demo", "--data", str(tiny_dataset), "--out", str(out),
                               "--mode", "multi_shot", "--task", task, *extra], capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         runs[name] = json.loads((out / "results.json").read_text())
     assert runs["bags"] == runs["folders"]
+    # the outputs recorded into bags during the bag replay score the same with `isar-ros benchmark --recorded`
+    bags = sorted(str(p) for p in recorded.glob("multi_shot/*/*") if p.is_dir())
+    assert bags
+    out = tmp_path / "scored"
+    args = [sys.executable, "-m", "isar_ros.cli", "benchmark", "--data", str(tiny_dataset), "--out", str(out), "--quiet"]
+    run = subprocess.run(args + [a for bag in bags for a in ("--recorded", bag)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((out / "results.json").read_text()) == runs["bags"]

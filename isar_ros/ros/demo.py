@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -99,6 +100,13 @@ class DemoClient:
                 raise TimeoutError(f"the inference node did not get memory version {version} within {timeout:.0f} s")
             time.sleep(0.05)
 
+    def wait_for_subscribers(self, topic: str, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.node.count_subscribers(topic) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} subscribers on {topic} after {timeout:.0f} s")
+            time.sleep(0.05)
+
     def start_recording(self) -> None:
         self.call(self.reset_client, self.TriggerRequest())
         with self.lock:
@@ -125,11 +133,14 @@ def frame_index(stamp: tuple[int, int], start_time_s: float = START_TIME_S) -> i
     return int(round((stamp[0] + stamp[1] * 1e-9 - start_time_s) * FPS))
 
 
-def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Path | None = None) -> BenchmarkResult:
+def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Path | None = None,
+             record: Path | None = None) -> BenchmarkResult:
     """Run the demo graph over ``data``; returns the scores (reports are written by the caller).
 
     ``bags``: replay the scenes from bags written by ``isar-ros bag export-all`` into that folder
     (``<bags>/<task>/<split>/<scene>``) instead of the scene folders; scoring still uses ``data``.
+    ``record``: also record each test scene's InstanceSegmentation messages into
+    ``<record>/<mode>/<task>/<scene>`` bags (``isar-ros benchmark --recorded`` scores them).
     """
     import rclpy
 
@@ -169,6 +180,15 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                     result.train_seconds[mode] = result.train_seconds.get(mode, 0.0) + time.perf_counter() - started
                     log(f"{mode} {task.name}: taught {len(objects)} objects")
                     for scene in task.test_scenes:
+                        recorder = None
+                        if record is not None:
+                            target = record / mode / task.name / scene.name
+                            shutil.rmtree(target, ignore_errors=True)
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            recorder = graph.start([sys.executable, "-m", "isar_ros.cli", "bag", "record", "--out", str(target),
+                                                    "--task", task.name, "--scene", scene.name, "--mode", mode,
+                                                    "--start-time", str(START_TIME_S)], name=f"record_{mode}_{task.name}_{scene.name}")
+                            client.wait_for_subscribers(INSTANCES_TOPIC, 2)  # this process and the recorder
                         client.start_recording()
                         bridge = graph.start(NodeSpec("sim_bridge_node", {
                             **source(data, bags, task.name, "test", scene.name), "rate_hz": 200.0,
@@ -178,6 +198,8 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                             raise RuntimeError(f"replaying {scene.name} failed; see {bridge.log_path}")
                         time.sleep(0.3)  # the last answer may still be in flight
                         recorded = client.stop_recording()
+                        if recorder is not None:
+                            recorder.stop()  # SIGINT: the bag is closed and complete
                         predictions = {scene.frame_names[frame_index(k)]: to_isar[labels] for k, (labels, _, _) in recorded.items()
                                        if 0 <= frame_index(k) < len(scene)}
                         arrivals = sorted(t for _, _, t in recorded.values())
