@@ -311,6 +311,8 @@ class InstanceMemory:
             memory = cls(stored_backbone, dim, config)
             memory.version = _typed(manifest, "version", int)
             memory.next_id = _typed(manifest, "next_id", int)
+            if memory.version < 0 or not 1 <= memory.next_id <= MAX_OBJECT_ID + 1:
+                raise ValueError(f"version {memory.version} or next_id {memory.next_id} is out of range")
             arrays_name = _typed(manifest, "arrays", str)
             if not ARRAYS_PATTERN.match(arrays_name):
                 raise ValueError(f"arrays file name {arrays_name!r} is not of the form arrays-NNNNNN.npz")
