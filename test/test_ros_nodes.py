@@ -37,6 +37,8 @@ class Camera:
         self.client = client
         self.rgb = scene({})[0]
         self.image_override: Image | None = None
+        self.paused = False
+        self.stamp_offset = 0  # seconds added to every stamp (a jump back in time when negative)
         self.count = 0
         self.running = True
         self.stamps: list = []
@@ -45,9 +47,12 @@ class Camera:
 
     def _run(self):
         while self.running:
+            if self.paused:
+                threading.Event().wait(0.05)
+                continue
             self.count += 1
             header = Header(frame_id="camera_optical")
-            header.stamp.sec, header.stamp.nanosec = 2000 + self.count // 10, (self.count % 10) * 100_000_000
+            header.stamp.sec, header.stamp.nanosec = 2000 + self.stamp_offset + self.count // 10, (self.count % 10) * 100_000_000
             image = self.image_override or numpy_to_image(self.rgb, "rgb8", header=header)
             image.header = header
             height, width = self.rgb.shape[:2]
@@ -103,10 +108,13 @@ def instances_with(client, predicate, timeout=60.0) -> InstanceSegmentation:
 
 def answer_after_switch(client, camera, frames: int = 3) -> InstanceSegmentation:
     """The answer to the ``frames``-th camera frame sent after now (earlier answers may show the old view)."""
-    switched = camera.count
+    switched, seen = camera.count, len(client.messages(INSTANCES))
     wait_until(lambda: camera.count >= switched + frames, 30, "the camera to send new frames")
-    stamp = camera.stamps[switched + frames - 1]
-    return client.wait_for(INSTANCES, lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) >= (stamp.sec, stamp.nanosec), 60)
+
+    def sent_after_switch(m):
+        later = {(s.sec, s.nanosec) for s in camera.stamps[switched + frames - 1:]}
+        return (m.header.stamp.sec, m.header.stamp.nanosec) in later
+    return client.wait_for(INSTANCES, sent_after_switch, 60, after=seen)
 
 
 def ids_in(msg):
