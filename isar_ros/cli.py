@@ -249,10 +249,11 @@ def cmd_bag(args) -> int:
     from sim_bridge.bags import export_dataset, export_scene
 
     if args.bag_command == "record":
-        from isar_ros.ros.environment import ros_environment
+        from isar_ros.paths import config_file
+        from isar_ros.ros.environment import SHM_PROFILE
         from isar_ros.ros.recorder import DEFAULT_TOPICS, record
 
-        os.environ.update({k: v for k, v in ros_environment().items() if k == "FASTDDS_DEFAULT_PROFILES_FILE"})
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file(SHM_PROFILE)))
         metadata = {k: v for k, v in {"isar_task": args.task, "isar_scene": args.scene, "isar_split": args.split,
                                       "isar_mode": args.mode, "isar_start_time_s": args.start_time}.items() if v != ""}
         return record(args.out, args.topic or list(DEFAULT_TOPICS), metadata, args.duration, args.idle)

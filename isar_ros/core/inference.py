@@ -101,6 +101,7 @@ class ObjectModel:
         self.prototype_threshold = np.array([o["prototype_threshold"] for o in objects], np.float32)
         protos = [np.asarray(o["prototypes"], np.float32).reshape(-1, dim) for o in objects]
         self.prototype_owner = np.concatenate([[k] * len(p) for k, p in enumerate(protos)]).astype(np.int64) if objects else np.zeros(0, np.int64)
+        self.prototype_owner_t = torch.from_numpy(self.prototype_owner).to(self.device)  # built once, used every frame
         self.prototypes = torch.from_numpy(np.concatenate(protos) if objects else np.zeros((0, dim), np.float32)).to(self.device)
 
     def __len__(self) -> int:
@@ -133,7 +134,7 @@ class InstanceFinder:
             scores = torch.addmm(self.model.bias, flat, self.model.weights_t)
         else:
             similarity = flat @ self.model.prototypes.T  # N x total prototypes
-            owner = torch.from_numpy(self.model.prototype_owner).to(similarity.device)
+            owner = self.model.prototype_owner_t
             scores = torch.full((flat.shape[0], len(self.model)), -1.0, device=similarity.device)
             scores = scores.scatter_reduce(1, owner.expand(flat.shape[0], -1), similarity, reduce="amax", include_self=True)
         return scores.reshape(rows, cols, -1)

@@ -1,6 +1,6 @@
 """The end-to-end demo through the real nodes: teach from train prompts, find in test scenes, score.
 
-For each mode and task: the memory is cleared (ForgetObject for every object); a sim bridge process
+For each mode and task: a fresh teach node starts with an empty memory; a sim bridge process
 replays each train scene's prompts as TeachObject calls to the teach node; then, for each test
 scene, the inference node's temporal state is reset and a sim bridge replays the scene in lockstep
 with the inference node (the next frame goes out when the segmentation of the last one came back:
@@ -40,15 +40,14 @@ class DemoClient:
 
         from diagnostic_msgs.msg import DiagnosticStatus
         from isar_ros_msgs.msg import InstanceSegmentation
-        from isar_ros_msgs.srv import ForgetObject, ListObjects
+        from isar_ros_msgs.srv import ListObjects
         from std_srvs.srv import Trigger
 
         self.rclpy = rclpy
         self.node = rclpy.create_node("isar_demo")
         self.list_client = self.node.create_client(ListObjects, "/isar_teach/list")
-        self.forget_client = self.node.create_client(ForgetObject, "/isar_teach/forget")
         self.reset_client = self.node.create_client(Trigger, "/isar_inference/reset")
-        self.ForgetRequest, self.ListRequest, self.TriggerRequest = ForgetObject.Request, ListObjects.Request, Trigger.Request
+        self.ListRequest, self.TriggerRequest = ListObjects.Request, Trigger.Request
         self.lock = threading.Lock()
         self.recording: dict[tuple[int, int], tuple[np.ndarray, int, float]] | None = None
         self.inference_memory_version = -1
@@ -86,12 +85,6 @@ class DemoClient:
     def objects(self):
         response = self.call(self.list_client, self.ListRequest())
         return response.memory_version, {o.object_id: o.name for o in response.objects}
-
-    def clear_memory(self) -> int:
-        version, objects = self.objects()
-        for object_id in objects:
-            version = self.call(self.forget_client, self.ForgetRequest(object_id=object_id)).memory_version
-        return version
 
     def wait_for_inference_memory(self, version: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
