@@ -149,7 +149,7 @@ def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(tau
     edited = json.loads(text)
     edited["arrays"] = "../../etc/passwd"
     manifest.write_text(json.dumps(edited))
-    with pytest.raises(MemoryFormatError, match="is not of the form arrays-NNNNNN.npz"):
+    with pytest.raises(MemoryFormatError, match="is not of the form arrays-NNNNNN-<checksum>.npz"):
         perception.load(directory)
     manifest.write_text(text)
     arrays = next(directory.glob("arrays-*.npz"))
@@ -157,6 +157,32 @@ def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(tau
     with pytest.raises(MemoryFormatError, match="does not match the checksum"):
         perception.load(directory)
     assert perception.memory is before
+
+
+def test_a_save_killed_before_its_manifest_leaves_the_previous_memory_whole(taught, tmp_path, monkeypatch):
+    """Regression: two different memories with the same version number (e.g. one ~/load-ed from
+    elsewhere) once wrote the same arrays file name, so a crash between the arrays file and the
+    manifest left the old manifest pointing at new arrays."""
+    import isar_ros.core.memory as memory_module
+
+    perception, _, _ = taught
+    directory = tmp_path / "memory"
+    perception.save(directory)
+    other = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    rgb, masks = scene({"green_checker": (60, 60, 70, 70)}, seed=3)
+    frame = other.encode(rgb)
+    other.teach([(frame, [box_prompt(masks["green_checker"])])], name="green")
+    other.teach([(frame, [box_prompt(masks["green_checker"])])], name="green again")
+    assert other.memory.version == perception.memory.version  # same version, other content
+
+    def crash(*args):
+        raise KeyboardInterrupt("killed before the manifest was replaced")
+    monkeypatch.setattr(memory_module, "_atomic_write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(directory)
+    monkeypatch.undo()
+    restored = InstanceMemory.load(directory)
+    assert {o.name for o in restored.objects.values()} == {"red mug", "blue box"}
 
 
 def test_memory_from_another_backbone_is_refused(taught, tmp_path):

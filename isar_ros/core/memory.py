@@ -12,7 +12,7 @@ for the prototype matcher, and calibrated thresholds (see :mod:`isar_ros.core.in
 Persistence (:meth:`InstanceMemory.save` / :meth:`InstanceMemory.load`) is a directory::
 
     manifest.json          schema version, backbone id, objects, the name + SHA-256 of the arrays file
-    arrays-<version>.npz   numeric arrays only, read with allow_pickle=False
+    arrays-<version>-<sha256 prefix>.npz   numeric arrays only, read with allow_pickle=False
 
 The arrays file is written first, then the manifest is replaced atomically (``os.replace``), then
 older arrays files are removed: a crash at any moment leaves the previous or the new complete
@@ -37,7 +37,9 @@ from isar_ros.core.seeding import content_seed
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-ARRAYS_PATTERN = re.compile(r"^arrays-\d{6,}\.npz$")
+# Older saves are named arrays-<version>.npz; the checksum in the name keeps two different memories of
+# one version (one ~/load-ed from elsewhere) from ever writing the same file name.
+ARRAYS_PATTERN = re.compile(r"^arrays-\d{6,}(-[0-9a-f]{16})?\.npz$")
 MAX_OBJECT_ID = 65535  # label images are mono16
 MAX_NAME_LENGTH = 256
 MIN_PATCHES_FRACTION = 0.3  # presence is judged on this share of the smallest taught view's patches
@@ -261,14 +263,15 @@ class InstanceMemory:
                             "mask_threshold": o.mask_threshold, "presence_threshold": o.presence_threshold,
                             "min_patches": o.min_patches, "exemplar_patches": o.exemplar_patches,
                             "prototype_threshold": o.prototype_threshold})
-        arrays_name = f"arrays-{self.version:06d}.npz"
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".arrays-", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
         digest = _sha256(Path(tmp))
+        arrays_name = f"arrays-{self.version:06d}-{digest[:16]}.npz"
         os.replace(tmp, directory / arrays_name)
+        _fsync_dir(directory)  # the arrays file is durable before a manifest names it
         manifest = {
             "format": "isar_ros.instance_memory", "schema_version": SCHEMA_VERSION, "backbone_id": self.backbone_id,
             "feature_dim": self.feature_dim, "version": self.version, "next_id": self.next_id,
@@ -315,7 +318,7 @@ class InstanceMemory:
                 raise ValueError(f"version {memory.version} or next_id {memory.next_id} is out of range")
             arrays_name = _typed(manifest, "arrays", str)
             if not ARRAYS_PATTERN.match(arrays_name):
-                raise ValueError(f"arrays file name {arrays_name!r} is not of the form arrays-NNNNNN.npz")
+                raise ValueError(f"arrays file name {arrays_name!r} is not of the form arrays-NNNNNN-<checksum>.npz")
             arrays_path = directory / arrays_name
             if _sha256(arrays_path) != _typed(manifest, "arrays_sha256", str):
                 raise ValueError(f"{arrays_name} does not match the checksum in the manifest (edited or truncated)")
