@@ -12,7 +12,7 @@ from isar_ros.core.memory import InstanceMemory
 from isar_ros.launcher import Graph, NodeSpec
 from isar_ros.ros.image_conversion import numpy_to_image
 from isar_ros_msgs.msg import InstanceSegmentation, Prompt
-from isar_ros_msgs.srv import ListObjects, TeachObject
+from isar_ros_msgs.srv import ListObjects, RenameObject, TeachObject
 from ros_client import RosClient, wait_until
 from test_perception import scene
 from test_ros_nodes import INSTANCES, RED, Camera, answer_after_switch, instances_with
@@ -123,3 +123,30 @@ def test_clock_jumps_back(graph):
     assert answer.header.stamp.sec < 2000  # answered, with the image's (earlier) stamp
     camera.stamp_offset = 0
     answer_after_switch(client, camera)
+
+
+def test_teach_node_killed_in_the_middle_of_a_save_restarts_with_the_previous_memory(graph, tmp_path):
+    """SIGKILL while the autosave writes its arrays file (see scripts/crash_safety.py for many trials)."""
+    client, nodes, folder = graph["client"], graph["graph"], tmp_path / "memory"
+    first = nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach"}), "crash_teach")
+    taught = client.call("/crash_teach/teach", TeachObject, red_request("before the crash"))
+    assert taught.success
+    previous = InstanceMemory.load(folder)
+    temporary = lambda: {p.name for p in folder.glob(".arrays-*.tmp")}  # noqa: E731
+    assert not temporary()
+    rename = client.node.create_client(RenameObject, "/crash_teach/rename")
+    assert rename.wait_for_service(timeout_sec=30)
+    rename.call_async(RenameObject.Request(object_id=taught.object_id, new_name="never saved"))
+    wait_until(lambda: bool(temporary()), 30, "the autosave to begin")
+    first.popen.kill()
+    first.popen.wait()
+    assert temporary(), "the kill came after the save had finished: this trial tested nothing"
+    on_disk = InstanceMemory.load(folder)  # loads (the old manifest still names the old arrays)
+    assert (on_disk.version, {i: o.name for i, o in on_disk.objects.items()}) == (previous.version, {taught.object_id: "before the crash"})
+    nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach_again"}), "crash_teach_again")
+    listed = client.call("/crash_teach_again/list", ListObjects, ListObjects.Request())
+    assert listed.memory_version == previous.version and [o.name for o in listed.objects] == ["before the crash"]
+    renamed = client.call("/crash_teach_again/rename", RenameObject,
+                          RenameObject.Request(object_id=taught.object_id, new_name="saved after the restart"))
+    assert renamed.success and not temporary()  # the next complete save removes what the killed one left
+    assert [o.name for o in InstanceMemory.load(folder).objects.values()] == ["saved after the restart"]

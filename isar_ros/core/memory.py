@@ -56,6 +56,7 @@ class MemoryConfig:
     svm_c: float = 0.5
     max_positives: int = 3000  # per object, subsampled deterministically beyond
     max_negatives: int = 12000  # per fit
+    max_object_negatives: int = 3000  # kept per object from its teaching frames (the saved memory's bulk)
     background_bank_size: int = 8000
     prototypes: int = 6
     presence_fraction: float = 0.6  # presence threshold = this fraction of the median positive patch score
@@ -149,11 +150,11 @@ class InstanceMemory:
             negatives.append(features[coverage < self.config.negative_coverage])
             counts.append(int(positive.sum()))
         new_positives = np.concatenate(positives)
-        new_negatives = _subsample(np.concatenate(negatives), self.config.max_negatives, rng)
+        new_negatives = _subsample(np.concatenate(negatives), self.config.max_object_negatives, rng)
         if object_id:
             obj = self.objects[object_id]
             obj.positives = _subsample(np.concatenate([obj.positives, new_positives]), self.config.max_positives, rng)
-            obj.negatives = _subsample(np.concatenate([obj.negatives, new_negatives]), self.config.max_negatives, rng)
+            obj.negatives = _subsample(np.concatenate([obj.negatives, new_negatives]), self.config.max_object_negatives, rng)
         else:
             object_id = self.next_id
             self.next_id += 1
