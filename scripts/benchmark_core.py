@@ -1,6 +1,6 @@
 """Speed and memory of the perception core, printed and saved (not a test: numbers, no assertions).
 
-    .venv/bin/python scripts/benchmark_core.py [--repeats 20] [--out docs/benchmarks.json]
+    .venv/bin/python scripts/benchmark_core.py [--repeats 20] [--out docs/benchmarks.json] [--only teach,memory]
 
 Measures, in one run on this machine:
 
@@ -13,7 +13,9 @@ Measures, in one run on this machine:
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
    ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
 3. teach latency (prompts -> object usable) for 1 and 10 exemplars (GrabCut masks);
-4. peak resident memory of the process.
+4. the saved memory (what every autosave writes: size, save time) and the serialized InstanceMemory
+   message for 1, 10 and 50 objects;
+5. peak resident memory of the process (full runs only).
 """
 
 from __future__ import annotations
@@ -164,26 +166,69 @@ def teach_latency(repeats: int) -> list[dict]:
     return rows
 
 
+def memory_footprint(repeats: int) -> list[dict]:
+    """The saved memory (what every autosave writes) and the message inference nodes receive."""
+    import tempfile
+
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import serialize_message
+
+    from isar_ros.ros.conversions import export_to_msg  # the message only; no node is created
+
+    rows = []
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    frames = [(perception.encode(image), boxes) for image, boxes in (test_image(seed=s) for s in range(5))]
+    taught = 0
+    for count in (1, 10, 50):
+        while taught < count:
+            frame, boxes = frames[taught % 5]
+            perception.teach([(frame, [Prompt.from_isar(box_xyxy=boxes[taught // 5 % 4])])], name=f"object {taught}")
+            taught += 1
+        with tempfile.TemporaryDirectory() as folder:
+            save = summary(timed(lambda: perception.save(folder), max(3, repeats // 4)))
+            size = sum(f.stat().st_size for f in Path(folder).iterdir())
+        message = len(serialize_message(export_to_msg(perception.memory.export(), Time())))
+        rows.append({"objects": count, "saved_mb": size / 2**20, "save_ms": save["median_ms"], "message_kb": message / 1024})
+        print(f"  {count:>3} objects: saved memory {rows[-1]['saved_mb']:6.1f} MB, one save {save['median_ms']:7.1f} ms, "
+              f"InstanceMemory message {rows[-1]['message_kb']:7.1f} KiB")
+    return rows
+
+
+SECTIONS = ("stages", "scaling", "teach", "memory")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.json")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run ({', '.join(SECTIONS)}); the others keep their saved results")
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",")]
+    if unknown := set(chosen) - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print("1. latency by stage at 640x480")
-    stages = stage_latency(args.repeats)
-    print("2. scoring cost against the number of taught objects (features excluded)")
-    scale = scaling(args.repeats * 5)
-    print("3. teach latency")
-    teach = teach_latency(args.repeats)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"4. peak resident memory: {peak_mb:.0f} MB")
-    for row in scale:
-        print(f"  {row['objects']:>3} objects: frame (features excluded) {row['frame_vs_1_object']:.2f}x the 1-object cost, "
-              f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is {row['loop_vs_stacked']:.1f}x slower than stacked scoring")
-    result = {"stages_640x480": stages, "scaling": scale, "teach": teach, "peak_rss_mb": peak_mb,
-              "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    result = json.loads(args.out.read_text()) if set(chosen) != set(SECTIONS) and args.out.exists() else {}
+    if "stages" in chosen:
+        print("1. latency by stage at 640x480")
+        result["stages_640x480"] = stage_latency(args.repeats)
+    if "scaling" in chosen:
+        print("2. scoring cost against the number of taught objects (features excluded)")
+        result["scaling"] = scaling(args.repeats * 5)
+        for row in result["scaling"]:
+            print(f"  {row['objects']:>3} objects: frame (features excluded) {row['frame_vs_1_object']:.2f}x the 1-object cost, "
+                  f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is {row['loop_vs_stacked']:.1f}x slower than stacked scoring")
+    if "teach" in chosen:
+        print("3. teach latency")
+        result["teach"] = teach_latency(args.repeats)
+    if "memory" in chosen:
+        print("4. the saved memory and the memory message against the number of objects")
+        result["memory"] = memory_footprint(args.repeats)
+    if chosen == list(SECTIONS):
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"5. peak resident memory: {result['peak_rss_mb']:.0f} MB")
+    result.update({"torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"saved {args.out}")

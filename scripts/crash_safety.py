@@ -169,13 +169,13 @@ def matches(loaded: dict[int, str], expected: dict) -> bool:
 def where_killed(folder: Path, before: set[str], manifest_version: int, acked_version: int) -> str:
     new = {p.name for p in folder.iterdir()} - before
     if any(n.startswith(".arrays-") for n in new):
-        return "writing the arrays file"
+        return "writing or checksumming the arrays file (its temporary file was left)"
     if any(n.startswith(".manifest") for n in new):
-        return "writing the manifest"
+        return "writing the manifest (its temporary file was left)"
     if sum(n.startswith("arrays-") for n in new) > 0 and len(list(folder.glob("arrays-*.npz"))) > 1:
         return ("arrays file in place, manifest not yet replaced" if manifest_version == acked_version
                 else "manifest replaced, old arrays file not yet removed")
-    return "between saves"
+    return "outside a save (no file left behind)"
 
 
 def _temporary_arrays(folder: Path) -> set[str]:

@@ -1,6 +1,7 @@
 """Perception core: teaching, finding, persistence, and refusal of bad memories and prompts."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -159,30 +160,56 @@ def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(tau
     assert perception.memory is before
 
 
-def test_a_save_killed_before_its_manifest_leaves_the_previous_memory_whole(taught, tmp_path, monkeypatch):
-    """Regression: two different memories with the same version number (e.g. one ~/load-ed from
-    elsewhere) once wrote the same arrays file name, so a crash between the arrays file and the
-    manifest left the old manifest pointing at new arrays."""
+def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_whole(taught, tmp_path, monkeypatch):
+    """A crash before each file-system step of a save (fsync, rename, unlink), in turn.
+
+    Regression: two different memories with the same version number (one ~/load-ed from elsewhere)
+    once wrote the same arrays file name, so a crash between the arrays file and the manifest left
+    the old manifest naming new arrays. ``new`` below has the same version as the saved one.
+    """
+    import os
+
     import isar_ros.core.memory as memory_module
 
     perception, _, _ = taught
-    directory = tmp_path / "memory"
-    perception.save(directory)
-    other = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    new = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
     rgb, masks = scene({"green_checker": (60, 60, 70, 70)}, seed=3)
-    frame = other.encode(rgb)
-    other.teach([(frame, [box_prompt(masks["green_checker"])])], name="green")
-    other.teach([(frame, [box_prompt(masks["green_checker"])])], name="green again")
-    assert other.memory.version == perception.memory.version  # same version, other content
+    frame = new.encode(rgb)
+    new.teach([(frame, [box_prompt(masks["green_checker"])])], name="green")
+    new.teach([(frame, [box_prompt(masks["green_checker"])])], name="green again")
+    assert new.memory.version == perception.memory.version
+    steps = []
+    real = {"replace": os.replace, "fsync": os.fsync, "unlink": Path.unlink}
 
-    def crash(*args):
-        raise KeyboardInterrupt("killed before the manifest was replaced")
-    monkeypatch.setattr(memory_module, "_atomic_write_text", crash)
-    with pytest.raises(KeyboardInterrupt):
-        other.save(directory)
-    monkeypatch.undo()
-    restored = InstanceMemory.load(directory)
-    assert {o.name for o in restored.objects.values()} == {"red mug", "blue box"}
+    def step(name, crash_at):
+        def call(*args, **kwargs):
+            steps.append(args[0] if name != "fsync" else name)
+            if len(steps) == crash_at:
+                raise KeyboardInterrupt(f"killed before step {crash_at}: {name}")
+            return real[name](*args, **kwargs)
+        return call
+
+    crash_at = 1
+    while True:
+        folder = tmp_path / f"crash{crash_at}"
+        perception.save(folder)
+        steps.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(memory_module.os, "replace", step("replace", crash_at))
+            patch.setattr(memory_module.os, "fsync", step("fsync", crash_at))
+            patch.setattr(memory_module.Path, "unlink", step("unlink", crash_at))
+            try:
+                new.save(folder)
+                finished = True
+            except KeyboardInterrupt:
+                finished = False
+        manifest_replaced = any(str(s).endswith(".tmp") and "manifest" in str(s) for s in steps[:crash_at - 1])
+        names = {o.name for o in InstanceMemory.load(folder).objects.values()}
+        assert names == ({"green", "green again"} if manifest_replaced or finished else {"red mug", "blue box"}), steps
+        if finished:
+            break
+        crash_at += 1
+    assert crash_at >= 7  # arrays fsync and rename, folder fsync, manifest fsync and rename, folder fsync, old arrays removed
 
 
 def test_memory_from_another_backbone_is_refused(taught, tmp_path):

@@ -247,13 +247,13 @@ class InstanceFinder:
         margins = np.where(keep, margins, np.minimum(margins, -1e-3))
         # Upsample only around the kept regions; elsewhere the margin stays negative.
         upsampled = np.empty((len(chosen), height, width), np.float32)
-        guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 if (rgb is not None and self.config.edge_aware) else None
-        stride = max(width / cols, height / rows)
+        guide = None
+        if rgb is not None and self.config.edge_aware:
+            stride = max(width / cols, height / rows)
+            guide = GuideImage(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, radius=max(int(stride), 2))
         for j in range(len(chosen)):
             up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)
-            if guide is not None:
-                up = _guided_filter(guide, up, radius=max(int(stride), 2), eps=1e-3)
-            upsampled[j] = up
+            upsampled[j] = guide.filter(up, eps=1e-3) if guide is not None else up
         best = upsampled.argmax(axis=0)
         best_margin = np.take_along_axis(upsampled, best[None], axis=0)[0]
         labels = np.where(best_margin > 0, self.model.ids[chosen][best], 0).astype(np.uint16)
@@ -261,11 +261,10 @@ class InstanceFinder:
         for j, k in enumerate(chosen):
             object_id = int(self.model.ids[k])
             mask = labels == object_id
-            area = int(mask.sum())
+            area = int(np.count_nonzero(mask))
             if area == 0:
                 continue
-            ys, xs = np.nonzero(mask)
-            box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            box = tuple(int(v) for v in cv2.boundingRect(mask.view(np.uint8)))  # x, y, w, h of the non-zero pixels
             instances.append(Instance(object_id, self.model.names[k], float(probability[k]), box, area))
         return labels, instances
 
@@ -320,14 +319,22 @@ def _large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
     return np.isin(regions, good)
 
 
-def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter (grey guide): smooths ``source`` while following the guide's edges."""
-    size = (2 * radius + 1, 2 * radius + 1)
-    mean = lambda x: cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    mean_i, mean_p = mean(guide), mean(source)
-    cov_ip = mean(guide * source) - mean_i * mean_p
-    var_i = mean(guide * guide) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return mean(a) * guide + mean(b)
+class GuideImage:
+    """He et al.'s guided filter with a grey guide. The guide's local statistics are computed once
+    per frame and shared by every object's margin map that is filtered with it."""
 
+    def __init__(self, guide: np.ndarray, radius: int):
+        self.guide, self.size = guide, (2 * radius + 1, 2 * radius + 1)
+        self.mean_i = self._mean(guide)
+        self.var_i = self._mean(guide * guide) - self.mean_i * self.mean_i
+
+    def _mean(self, x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, self.size, borderType=cv2.BORDER_REFLECT)
+
+    def filter(self, source: np.ndarray, eps: float) -> np.ndarray:
+        """``source`` smoothed while following the guide's edges."""
+        mean_p = self._mean(source)
+        cov_ip = self._mean(self.guide * source) - self.mean_i * mean_p
+        a = cov_ip / (self.var_i + eps)
+        b = mean_p - a * self.mean_i
+        return self._mean(a) * self.guide + self._mean(b)
