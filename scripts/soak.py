@@ -95,7 +95,8 @@ def main() -> int:
         process = graph.start(NodeSpec("inference_node", {"device": "cpu", "status_period_s": 1.0}))
         while not status:
             time.sleep(0.2)
-        threading.Thread(target=camera, daemon=True).start()
+        publisher = threading.Thread(target=camera, daemon=True)
+        publisher.start()
         started = time.monotonic()
         last_update, renamed = started, 0
         phases = [("30 Hz", args.minutes * 60, 30.0), ("200 Hz flood", args.flood_seconds, 200.0)]
@@ -114,6 +115,7 @@ def main() -> int:
                                 **{k: status.get(k) for k in ("input_rate_hz", "output_rate_hz", "latency_ms_p50", "latency_ms_p90",
                                                               "dropped_frames", "bad_frames", "memory_version", "frames_out")}})
         running = False
+        publisher.join()  # no publish may race rclpy's shutdown
         alive = process.popen.poll() is None
     executor.shutdown()
     rclpy.try_shutdown()
@@ -159,6 +161,7 @@ def report(samples: list[dict], final_version: int, alive: bool, args) -> None:
 `.venv/bin/python scripts/soak.py --minutes {args.minutes:g} --flood-seconds {args.flood_seconds:g}` on 2 CPU cores:
 a real `isar_inference` process (offline backbone) fed 640x480 rgb8 at 30 Hz, best effort, with
 {args.objects} taught objects and a new memory version every {args.update_every:g} s; then a flood at 200 Hz.
+Nothing subscribes to `~/overlay`, so the node does not draw it (as on a robot without RViz open).
 Medians per phase after warm-up (the first tenth of the 30 Hz phase is left out of the medians):
 
 | phase | length | input Hz | output Hz | latency p50 ms | latency p90 ms | resident memory MB |
@@ -167,7 +170,8 @@ Medians per phase after warm-up (the first tenth of the 30 Hz phase is left out 
 
 - Frames dropped in all (the node works on the newest frame and drops the rest): {samples[-1]['dropped_frames']};
   frames answered: {samples[-1]['frames_out']}; bad frames: {samples[-1]['bad_frames']}.
-- Memory versions: the last one published was {final_version}; the node reported {samples[-1]['memory_version']} at the end.
+- Memory versions: the last one published was {final_version}; the node reported {samples[-1]['memory_version']} at the end
+  (its last status message can predate an update published in the last second).
 - Resident memory, median of the last minute minus median of the first minute after warm-up: {growth:+.1f} MB.
 - The node was {'still running' if alive else 'NOT running'} at the end.
 

@@ -119,6 +119,21 @@ def test_multi_shot_adds_exemplars_to_the_same_object(taught):
     assert result.object_id == red.object_id and perception.memory.objects[red.object_id].num_exemplars == 2
 
 
+def test_what_an_object_keeps_for_refits_is_bounded():
+    """Regression: every autosave wrote 12000 background patches per object (59 MB for 10 objects)."""
+    config = PerceptionConfig(mask_predictor="grabcut", device="cpu")
+    config.memory.max_object_negatives, config.memory.max_positives = 500, 200
+    perception = Perception(config)
+    object_id = 0
+    for seed in range(4):  # multi-shot: the exemplars add up, the kept patches must not
+        rgb, masks = scene({"red_stripes": (30 + 20 * seed, 40, 90, 80)}, seed=seed, size=(480, 640))
+        teaching = [(perception.encode(rgb), [box_prompt(masks["red_stripes"])])]
+        object_id = perception.teach(teaching, name="red", object_id=object_id).object_id
+    taught = perception.memory.objects[object_id]
+    assert taught.num_exemplars == 4
+    assert len(taught.negatives) == 500 and len(taught.positives) == 200  # 4 x 4800 patches, x3 with the variants
+
+
 def test_save_load_gives_identical_predictions(taught, tmp_path):
     perception, _, _ = taught
     perception.save(tmp_path / "memory")
