@@ -100,7 +100,9 @@ class Workload(threading.Thread):
         self.error = ""
 
     def wait_ready(self, timeout: float) -> bool:
-        return all(c.wait_for_service(timeout_sec=timeout) for c in self.clients.values())
+        from isar_ros.ros.services import wait_until_ready
+
+        return all(wait_until_ready(c, timeout) for c in self.clients.values())
 
     def run(self) -> None:
         base = sorted(i for i, name in self.acked[1].items() if name.startswith("object"))
@@ -209,7 +211,9 @@ def list_state(node, prefix: str, timeout: float = 60.0) -> tuple[int, dict[int,
 
     client = node.create_client(ListObjects, f"{prefix}/list")
     try:
-        if not client.wait_for_service(timeout_sec=timeout):
+        from isar_ros.ros.services import wait_until_ready
+
+        if not wait_until_ready(client, timeout):
             raise RuntimeError(f"{prefix}/list did not appear within {timeout} s")
         future = client.call_async(ListObjects.Request())
         deadline = time.monotonic() + timeout

@@ -38,11 +38,14 @@ from std_srvs.srv import SetBool, Trigger
 
 from isar_ros.isar.dataset import FPS, IsarDataset, matrix_to_quaternion_wxyz
 from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros.ros import services
 from isar_ros.ros.node_main import run_node
 from isar_ros_msgs.msg import InstanceSegmentation
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from isar_ros_msgs.srv import TeachObject
 from sim_bridge.bags import BagScene
+
+TEACH_TIMEOUT_S = 120.0  # one TeachObject answer; a lost one is logged and skipped instead of hanging the replay
 
 # Reliable with a second of history at 30 fps: a replay should not lose frames to a briefly slow reader.
 REPLAY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -156,13 +159,17 @@ class SimBridgeNode(Node):
     # ---- teaching ---------------------------------------------------------------------------------
     def _teach_then_play(self) -> None:
         if self.teach_mode != "none":
-            if not self.teach_client.wait_for_service(timeout_sec=30.0):
+            if not services.wait_until_ready(self.teach_client, timeout=30.0):
                 self.get_logger().error(f"teach service {self.teach_service} is not available; nothing taught")
             else:
                 taught: dict[int, int] = {}
                 for isar_id, request in teach_requests(self.scene, self.teach_mode, self.start_time_s):
                     request.object_id = taught.get(isar_id, 0)
-                    response = self.teach_client.call(request)
+                    try:
+                        response = services.call(self.teach_client, request, timeout=TEACH_TIMEOUT_S)
+                    except TimeoutError as error:
+                        self.get_logger().error(f"teaching object {isar_id}: {error}; going on without it")
+                        continue
                     if response.success:
                         taught[isar_id] = response.object_id
                     else:

@@ -10,6 +10,8 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from isar_ros.ros.services import wait_until_ready
+
 # Deep history: a test must see every message even when its Python executor falls briefly behind.
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -50,14 +52,31 @@ class RosClient:
         wait_until(lambda: self.node.count_subscribers(topic) > 0, timeout, f"a subscriber on {topic}")
 
     def call(self, service: str, srv_type, request, timeout: float = 60.0):
+        """One request; a new client first waits for the service and lets discovery settle."""
         if service not in self.clients:
-            self.clients[service] = self.node.create_client(srv_type, service)
-        client = self.clients[service]
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise AssertionError(f"service {service} did not appear within {timeout} s")
-        future = client.call_async(request)
+            client = self.node.create_client(srv_type, service)
+            if not wait_until_ready(client, timeout):
+                self.node.destroy_client(client)
+                raise AssertionError(f"service {service} did not appear within {timeout} s")
+            self.clients[service] = client
+        future = self.clients[service].call_async(request)
         wait_until(future.done, timeout, f"an answer from {service}")
         return future.result()
+
+    def call_fresh_node(self, service: str, srv_type, request, timeout: float = 90.0):
+        """An idempotent request to a node that has just (re)started, repeated until it is answered: a
+        request can be lost while the server has not discovered the client yet, so every cached client
+        of that node is made anew (and settles) as well."""
+        node_prefix = service.rsplit("/", 1)[0] + "/"
+        deadline = time.monotonic() + timeout
+        while True:
+            for name in [s for s in self.clients if s.startswith(node_prefix)]:
+                self.node.destroy_client(self.clients.pop(name))
+            try:
+                return self.call(service, srv_type, request, timeout=5)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
 
     def wait_for(self, topic: str, predicate=lambda m: True, timeout: float = 60.0, after: int = 0):
         """The first message on ``topic`` (from index ``after``) for which ``predicate`` holds."""

@@ -84,7 +84,7 @@ def ros(tmp_path_factory):
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
     teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
     inference = graph.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference")
-    client.call("/isar_teach/list", ListObjects, ListObjects.Request())
+    client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
     state = {"client": client, "camera": camera, "graph": graph, "memory_dir": memory_dir, "teach": teach, "inference": inference}
     yield state
     camera.stop()
@@ -283,7 +283,6 @@ def test_a_late_inference_node_and_a_restarted_teach_node_get_every_object_back(
     late.stop()
     ros["teach"].stop()  # saves on shutdown
     ros["teach"] = graph.start(NodeSpec("teach_node", {"memory_dir": str(ros["memory_dir"])}), "teach_again")
-    client.clients.pop("/isar_teach/list")
-    again = client.call("/isar_teach/list", ListObjects, ListObjects.Request())
+    again = client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
     assert [(o.object_id, o.name) for o in again.objects] == [(o.object_id, o.name) for o in listed.objects]
     assert again.memory_version == listed.memory_version

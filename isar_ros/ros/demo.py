@@ -72,15 +72,12 @@ class DemoClient:
         self.inference_memory_version = int(values.get("memory_version", -1))
 
     def call(self, client, request, timeout: float = 60.0):
-        if not client.wait_for_service(timeout_sec=timeout):
+        from isar_ros.ros import services
+
+        # The servers come and go (a fresh teach node per task): let discovery settle before every call.
+        if not services.wait_until_ready(client, timeout):
             raise TimeoutError(f"service {client.srv_name} did not come up within {timeout:.0f} s (see the node logs)")
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.0f} s")
-            time.sleep(0.01)
-        return future.result()
+        return services.call(client, request, timeout)
 
     def objects(self):
         response = self.call(self.list_client, self.ListRequest())
