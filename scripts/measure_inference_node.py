@@ -1,6 +1,6 @@
 """Output rate, latency and dropped frames of the inference node, as a robot sees them.
 
-    .venv/bin/python scripts/measure_inference_node.py [--backbone handcrafted|dinov2_vits14] [--seconds 30] [--overlay]
+    .venv/bin/python scripts/measure_inference_node.py [--backbone handcrafted|dinov2_vits14] [--seconds 30]
 
 Starts a real ``isar_inference`` process, publishes a memory of ``--objects`` taught objects and
 640x480 rgb8 frames at ``--rate`` Hz (best-effort, like a camera), and reads the node's own
@@ -45,7 +45,6 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--objects", type=int, default=5)
-    parser.add_argument("--overlay", action="store_true", help="subscribe to ~/overlay (as RViz would), so the node draws it")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "inference_node.json")
     args = parser.parse_args()
 
@@ -81,8 +80,6 @@ def main() -> int:
     image_pub = node.create_publisher(Image, "/image", qos_profile_sensor_data)
     statuses = []
     node.create_subscription(DiagnosticStatus, "/isar_inference/status", lambda m: statuses.append({kv.key: kv.value for kv in m.values}), 10)
-    if args.overlay:
-        node.create_subscription(Image, "/isar_inference/overlay", lambda m: None, 2)
     memory_pub.publish(export_to_msg(perception.memory.export(), node.get_clock().now().to_msg()))
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
@@ -122,13 +119,12 @@ def main() -> int:
         "output_rate_hz": float(np.median([float(s["output_rate_hz"]) for s in window])),
         "latency_ms_p50": float(last["latency_ms_p50"]), "latency_ms_p90": float(last["latency_ms_p90"]),
         "dropped_frames": int(last["dropped_frames"]), "objects": args.objects, "device": last["device"],
-        "overlay_subscribed": args.overlay,
+
         "seconds_measured": args.seconds, "frames_sent_in_window": int(frames_in), "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(result, indent=1))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else []
-    same = lambda r: (r["backbone"], r.get("overlay_subscribed", True)) == (result["backbone"], args.overlay)  # noqa: E731
-    previous = [r for r in previous if not same(r)] + [result]
+    previous = [r for r in previous if r["backbone"] != result["backbone"]] + [result]
     args.out.write_text(json.dumps(previous, indent=1))
     executor.shutdown()
     rclpy.try_shutdown()

@@ -161,7 +161,6 @@ def report(samples: list[dict], final_version: int, alive: bool, args) -> None:
 `.venv/bin/python scripts/soak.py --minutes {args.minutes:g} --flood-seconds {args.flood_seconds:g}` on 2 CPU cores:
 a real `isar_inference` process (offline backbone) fed 640x480 rgb8 at 30 Hz, best effort, with
 {args.objects} taught objects and a new memory version every {args.update_every:g} s; then a flood at 200 Hz.
-Nothing subscribes to `~/overlay`, so the node does not draw it (as on a robot without RViz open).
 Medians per phase after warm-up (the first tenth of the 30 Hz phase is left out of the medians):
 
 | phase | length | input Hz | output Hz | latency p50 ms | latency p90 ms | resident memory MB |

@@ -57,7 +57,7 @@ class InferenceNode(Node):
             edge_aware=p("edge_aware", defaults.edge_aware, "snap mask borders to image edges (guided filter)"),
             max_area_factor=p("max_area_factor", defaults.max_area_factor, "regions this much larger than any taught view are not the object"),
         )
-        self.publish_overlay = p("publish_overlay", True, "publish ~/overlay (rgb8) for RViz; drawn only while something subscribes")
+        self.publish_overlay = p("publish_overlay", True, "publish ~/overlay (rgb8) for RViz")
         reliability = p("image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort or reliable")
         self.finder = InstanceFinder(ObjectModel(self._empty_export(), self.backbone.device), config)
         self._pending_model: ObjectModel | None = None
@@ -155,7 +155,7 @@ class InferenceNode(Node):
         instances = segmentation_to_msg(segmentation, msg.header)
         self.instances_pub.publish(instances)
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
-        if self.publish_overlay and self.overlay_pub.get_subscription_count() > 0:  # drawing costs ~10 ms
+        if self.publish_overlay:
             names = {i.object_id: f"{i.name} {i.score:.2f}" for i in segmentation.instances}
             self.overlay_pub.publish(numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header))
         self.output_rate.tick()
