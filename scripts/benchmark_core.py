@@ -55,6 +55,17 @@ def test_image(width=640, height=480, seed=0) -> tuple[np.ndarray, list[tuple[in
     return image, boxes
 
 
+def teach_test_objects(perception: Perception, count: int, start: int = 0) -> None:
+    """Teach objects ``start`` .. ``count - 1``, named 'object <k>': box k // 5 % 4 of test image k % 5."""
+    frames = {}
+    for k in range(start, count):
+        if k % 5 not in frames:
+            image, boxes = test_image(seed=k % 5)
+            frames[k % 5] = (perception.encode(image), boxes)
+        frame, boxes = frames[k % 5]
+        perception.teach([(frame, [Prompt.from_isar(box_xyxy=boxes[k // 5 % 4])])], name=f"object {k}")
+
+
 def timed(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     out = []
@@ -177,13 +188,10 @@ def memory_footprint(repeats: int) -> list[dict]:
 
     rows = []
     perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
-    frames = [(perception.encode(image), boxes) for image, boxes in (test_image(seed=s) for s in range(5))]
     taught = 0
     for count in (1, 10, 50):
-        while taught < count:
-            frame, boxes = frames[taught % 5]
-            perception.teach([(frame, [Prompt.from_isar(box_xyxy=boxes[taught // 5 % 4])])], name=f"object {taught}")
-            taught += 1
+        teach_test_objects(perception, count, start=taught)
+        taught = count
         with tempfile.TemporaryDirectory() as folder:
             save = summary(timed(lambda: perception.save(folder), max(3, repeats // 4)))
             size = sum(f.stat().st_size for f in Path(folder).iterdir())

@@ -56,15 +56,11 @@ while True:
 
 def teach_base_memory(objects: int):
     """A Perception with ``objects`` taught objects named 'object <k>' (no ROS)."""
-    from benchmark_core import test_image
+    from benchmark_core import teach_test_objects
     from isar_ros.core.perception import Perception, PerceptionConfig
-    from isar_ros.core.prompt_mask import Prompt
 
     perception = Perception(PerceptionConfig(device="cpu", mask_predictor="grabcut"))
-    frames = [perception.encode(test_image(seed=s)[0]) for s in range(5)]
-    for k in range(objects):
-        box = test_image(seed=k % 5)[1][k // 5 % 4]
-        perception.teach([(frames[k % 5], [Prompt.from_isar(box_xyxy=box)])], name=f"object {k}")
+    teach_test_objects(perception, objects)
     return perception
 
 

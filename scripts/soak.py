@@ -51,21 +51,16 @@ def main() -> int:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from benchmark_core import test_image
+    from benchmark_core import teach_test_objects, test_image
     from isar_ros.core.perception import Perception, PerceptionConfig
-    from isar_ros.core.prompt_mask import Prompt
     from isar_ros.launcher import Graph, NodeSpec
     from isar_ros.ros.conversions import export_to_msg
     from isar_ros.ros.image_conversion import numpy_to_image
     from isar_ros_msgs.msg import InstanceMemory
 
-    image, boxes = test_image()
+    image = test_image()[0]
     perception = Perception(PerceptionConfig(device="cpu", mask_predictor="grabcut"))
-    frames = [perception.encode(test_image(seed=s)[0]) for s in range(5)]
-    for k in range(args.objects):
-        frame = frames[k % len(frames)]
-        box = test_image(seed=k % len(frames))[1][k // len(frames) % 4]
-        perception.teach([(frame, [Prompt.from_isar(box_xyxy=box)])], name=f"object {k}")
+    teach_test_objects(perception, args.objects)
 
     rclpy.init()
     node = rclpy.create_node("isar_soak")

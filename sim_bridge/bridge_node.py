@@ -37,8 +37,8 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
 from isar_ros.isar.dataset import FPS, IsarDataset, matrix_to_quaternion_wxyz
-from isar_ros.ros.image_conversion import numpy_to_image
 from isar_ros.ros import services
+from isar_ros.ros.image_conversion import numpy_to_image
 from isar_ros.ros.node_main import run_node
 from isar_ros_msgs.msg import InstanceSegmentation
 from isar_ros_msgs.msg import Prompt as PromptMsg
@@ -128,15 +128,15 @@ class SimBridgeNode(Node):
         self.gt_pub = self.create_publisher(Image, "ground_truth", REPLAY_QOS)
         self.clock_pub = self.create_publisher(Clock, "/clock", REPLAY_QOS)
         self.tf = self._tf_broadcaster()
-        services = ReentrantCallbackGroup()
-        self.create_service(SetBool, "~/pause", self.on_pause, callback_group=services)
-        self.create_service(Trigger, "~/step", self.on_step, callback_group=services)
-        self.teach_client = self.create_client(TeachObject, self.teach_service, callback_group=services)
+        calls = ReentrantCallbackGroup()
+        self.create_service(SetBool, "~/pause", self.on_pause, callback_group=calls)
+        self.create_service(Trigger, "~/step", self.on_step, callback_group=calls)
+        self.teach_client = self.create_client(TeachObject, self.teach_service, callback_group=calls)
         self.pace_answered = threading.Event()
         self.waiting_for: Time | None = None
         self.paced, self.pace_topic = bool(pace_topic), pace_topic
         if pace_topic:
-            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, REPLAY_QOS, callback_group=services)
+            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, REPLAY_QOS, callback_group=calls)
         self.index, self.loops, self.published = 0, 0, 0
         self.step_requested = False
         self.done = threading.Event()

@@ -48,6 +48,7 @@ class DemoClient:
         self.list_client = self.node.create_client(ListObjects, "/isar_teach/list")
         self.reset_client = self.node.create_client(Trigger, "/isar_inference/reset")
         self.ListRequest, self.TriggerRequest = ListObjects.Request, Trigger.Request
+        self.ready_clients: set = set()
         self.lock = threading.Lock()
         self.recording: dict[tuple[int, int], tuple[np.ndarray, int, float]] | None = None
         self.inference_memory_version = -1
@@ -74,9 +75,12 @@ class DemoClient:
     def call(self, client, request, timeout: float = 60.0):
         from isar_ros.ros import services
 
-        # The servers come and go (a fresh teach node per task): let discovery settle before every call.
-        if not services.wait_until_ready(client, timeout):
+        # A new client's first request waits for discovery to settle. Later servers of the same name (a
+        # fresh teach node per task) are called only seconds after they started, when discovery is done.
+        ready = client.wait_for_service(timeout_sec=timeout) if client in self.ready_clients else services.wait_until_ready(client, timeout)
+        if not ready:
             raise TimeoutError(f"service {client.srv_name} did not come up within {timeout:.0f} s (see the node logs)")
+        self.ready_clients.add(client)
         return services.call(client, request, timeout)
 
     def objects(self):

@@ -221,21 +221,24 @@ class TeachNode(Node):
 
     # ---- memory management --------------------------------------------------------------------------
     def on_forget(self, request: ForgetObject.Request, response: ForgetObject.Response):
-        try:
+        def forget() -> str:
             object_id = request.object_id or self.perception.memory.find(request.name)
             self.perception.forget(object_id)
-            self.memory_changed()
-            response.success, response.message = True, f"forgot object {object_id}"
-        except USER_ERRORS as error:
-            response.success, response.message = False, _error_text(error)
-        response.memory_version = self.perception.memory.version
-        return response
+            return f"forgot object {object_id}"
+        return self._change_memory(forget, response)
 
     def on_rename(self, request: RenameObject.Request, response: RenameObject.Response):
-        try:
+        def rename() -> str:
             self.perception.rename(request.object_id, request.new_name)
+            return f"object {request.object_id} is now {request.new_name!r}"
+        return self._change_memory(rename, response)
+
+    def _change_memory(self, change, response):
+        """Run ``change`` (returns the success message); a refused change leaves the memory as it was."""
+        try:
+            message = change()
             self.memory_changed()
-            response.success, response.message = True, f"object {request.object_id} is now {request.new_name!r}"
+            response.success, response.message = True, message
         except USER_ERRORS as error:
             response.success, response.message = False, _error_text(error)
         response.memory_version = self.perception.memory.version
