@@ -8,7 +8,6 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["isar_ros", "isar_ros.*", "sim_bridge", "sim_bridge.*"]),
-    package_data={"isar_ros": ["data/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

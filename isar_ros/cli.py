@@ -16,10 +16,12 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from isar_ros.paths import SOURCE_ROOT
+from isar_ros.errors import ConfigurationError, MissingResource, UserError
+from isar_ros.msgio.timing import REPLAY_START_S
+from isar_ros.paths import workspace_dir
 
-DEMO_DATA = SOURCE_ROOT / "data" / "isar_demo"
-DEMO_OUT = SOURCE_ROOT / "out" / "demo"
+DEMO_DATA = workspace_dir() / "data" / "isar_demo"
+DEMO_OUT = workspace_dir() / "out" / "demo"
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -27,7 +29,7 @@ def _parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--option expects key=value, got {pair!r}")
+            raise ConfigurationError(f"--option expects key=value, got {pair!r}")
         options[key] = value
     return options
 
@@ -71,14 +73,15 @@ def add_benchmark(sub) -> None:
 
 
 def cmd_benchmark(args) -> int:
-    from isar_ros.isar import methods
+    from isar_ros.isar import registry
     from isar_ros.isar.dataset import MODES, IsarDataset
     from isar_ros.isar.report import markdown_summary, write_reports
     from isar_ros.isar.runner import run_benchmark
 
     dataset = IsarDataset(args.data)
     if args.recorded:
-        from isar_ros.isar.runner import BenchmarkResult, score_recorded_bag
+        from isar_ros.isar.runner import BenchmarkResult
+        from sim_bridge.bags import score_recorded_bag
 
         result = BenchmarkResult("recorded outputs", str(args.data))
         for bag in args.recorded:
@@ -88,7 +91,7 @@ def cmd_benchmark(args) -> int:
         print(markdown_summary(result))
         print(f"reports: {', '.join(str(p) for p in paths.values())}")
         return 0
-    method = methods.create(args.method, _parse_options(args.option))
+    method = registry.create(args.method, _parse_options(args.option))
     modes = MODES if args.mode == "both" else (args.mode,)
     result = run_benchmark(dataset, method, modes, args.task, args.out / "predictions" if args.save_predictions else None,
                            progress=not args.quiet)
@@ -115,7 +118,7 @@ def ensure_demo_data(data: Path) -> None:
     if (data / ".complete").is_file() or (data.resolve() != DEMO_DATA.resolve() and data.is_dir()):
         return
     if data.resolve() != DEMO_DATA.resolve():
-        raise FileNotFoundError(f"{data} does not exist; generate a dataset there first (isar-ros generate --out {data})")
+        raise MissingResource(f"{data} does not exist; generate a dataset there first (isar-ros generate --out {data})")
     print(f"generating the synthetic demo dataset into {data} (once, about a minute)")
     generate(GeneratorConfig(), data)
     (data / ".complete").write_text("demo configuration (sim_bridge.generator.GeneratorConfig defaults), seed 0\n")
@@ -139,81 +142,142 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _remap_arguments(parser) -> None:
+def _node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default="/camera/image_raw", help="camera image topic (sensor_msgs/Image)")
-    parser.add_argument("--camera-info", default="/camera/camera_info")
+    parser.add_argument("--camera-info", help="camera info topic (default: beside the image, as image_transport does: "
+                                               "/camera/color/image_raw -> /camera/color/camera_info)")
     parser.add_argument("--depth", default="/camera/depth/image_raw")
     parser.add_argument("--camera-pose", default="/camera/pose", help="geometry_msgs/PoseStamped of the camera's optical frame")
+    parser.add_argument("--namespace", default="", help="run both nodes in this namespace (multi-robot: robot2)")
+    parser.add_argument("--memory-dir", type=Path, help="the teach node's memory folder (overrides the parameters file)")
     parser.add_argument("--params-file", type=Path, help="parameters (default: config/isar_ros.yaml)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="set a parameter of the node(s) that declare it (repeatable), e.g. -p presence_offset:=0.5")
+    parser.add_argument("--use-sim-time", action="store_true", help="follow /clock (replayed bags, simulators)")
 
 
 def add_up(sub) -> None:
     parser = sub.add_parser("up", help="start the teach and inference nodes on a live camera (Ctrl-C stops them)")
-    _remap_arguments(parser)
+    _node_arguments(parser)
 
 
 def add_replay(sub) -> None:
     parser = sub.add_parser("replay", help="start sim bridge + teach + inference on an ISAR-format scene")
-    _remap_arguments(parser)
+    _node_arguments(parser)
     parser.add_argument("--data", type=Path, default=DEMO_DATA)
     parser.add_argument("--task", default="")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--scene", default="")
     parser.add_argument("--teach", default="none", choices=["none", "single_shot", "multi_shot"],
-                        help="first teach the task's objects from its first train scene's prompts")
+                        help="first teach the task's objects from its first train scene's prompts, then play")
     parser.add_argument("--loop", action="store_true")
     parser.add_argument("--rate", type=float, default=30.0)
 
 
-def _camera_remaps(args) -> dict:
-    return {"image": args.image, "camera_info": args.camera_info, "depth": args.depth, "camera_pose": args.camera_pose,
-            "image_mouse_left": args.image + "_mouse_left"}
+def _node_specs(args, memory_dir: Path | None) -> list:
+    """The teach and inference NodeSpecs of ``up`` / ``replay`` from the command line."""
+    from isar_ros.msgio import topics
+    from isar_ros.ros import inference_node, teach_node
+    from isar_ros.ros.launcher import NodeSpec
+    from isar_ros.ros.lifecycle import AUTOSTART
+    from isar_ros.settings import convert
+
+    known = {"teach_node": {s.name: s for s in [*teach_node.parameter_specs(), AUTOSTART]},
+             "inference_node": {s.name: s for s in [*inference_node.parameter_specs(), AUTOSTART]}}
+    parameters: dict[str, dict] = {"teach_node": {}, "inference_node": {}}
+    for pair in args.param:
+        name, sep, value = pair.partition(":=")
+        owners = [node for node, specs in known.items() if name in specs]
+        if not sep or not owners:
+            raise ConfigurationError(f"-p {pair}: expected NAME:=VALUE with a parameter of the teach or inference node; "
+                                     f"known: {', '.join(sorted(set(known['teach_node']) | set(known['inference_node'])))}")
+        for node in owners:
+            parameters[node][name] = convert(known[node][name], value)
+    if memory_dir is not None:
+        parameters["teach_node"]["memory_dir"] = str(memory_dir)
+    for node in parameters:
+        if args.use_sim_time:
+            parameters[node]["use_sim_time"] = True
+    camera = {topics.IMAGE: args.image, topics.CAMERA_INFO: args.camera_info or topics.camera_info_for(args.image),
+              topics.DEPTH: args.depth, topics.CAMERA_POSE: args.camera_pose, topics.PIXEL_CLICKS: args.image + "_mouse_left"}
+    return [NodeSpec("teach_node", parameters["teach_node"], camera, args.params_file, args.namespace),
+            NodeSpec("inference_node", parameters["inference_node"],
+                     {topics.IMAGE: args.image, topics.CAMERA_INFO: camera[topics.CAMERA_INFO]}, args.params_file, args.namespace)]
 
 
-def _run_graph(specs: list, describe: list[str]) -> int:
-    from isar_ros.launcher import Graph
+def _describe(args) -> list[str]:
+    from isar_ros.msgio import topics
 
-    with Graph() as graph:
-        for spec in specs:
-            graph.start(spec)
-        print("\n".join(describe + ["Ctrl-C stops everything."]), flush=True)
-        try:
-            graph.wait_any()
-        except KeyboardInterrupt:
-            print("stopping")
-    return 0
+    out = lambda name: topics.absolute(topics.INFERENCE_NODE, name, args.namespace)  # noqa: E731
+    return [f"outputs: {out(topics.INSTANCES)} (isar_ros_msgs/InstanceSegmentation), {out(topics.LABEL_IMAGE)} (mono16),",
+            f"         {out(topics.OVERLAY)} (rgb8, for RViz), {out(topics.OUTPUT_CAMERA_INFO)}, /diagnostics",
+            f"teaching: {topics.absolute(topics.TEACH_NODE, '~/teach', args.namespace)} service, RViz Publish Point, "
+            "rqt_image_view clicks (docs/operator.md)",
+            "Ctrl-C (or SIGTERM) stops everything."]
 
 
 def cmd_up(args) -> int:
-    from isar_ros.launcher import NodeSpec
+    from isar_ros.ros.launcher import Graph
 
-    remaps = _camera_remaps(args)
-    specs = [NodeSpec("teach_node", remappings=remaps, params_file=args.params_file),
-             NodeSpec("inference_node", remappings={"image": args.image}, params_file=args.params_file)]
-    return _run_graph(specs, [
-        f"camera: {args.image} (+ {args.camera_info}, {args.depth}, {args.camera_pose})",
-        "outputs: /isar_inference/instances (isar_ros_msgs/InstanceSegmentation), /isar_inference/label_image (mono16),",
-        "         /isar_inference/overlay (rgb8, for RViz), /isar_inference/status (diagnostic_msgs/DiagnosticStatus)",
-        "teaching: /isar_teach/teach service, RViz Publish Point, rqt_image_view clicks (docs/operator.md)",
-    ])
+    with Graph() as graph:
+        for spec in _node_specs(args, args.memory_dir):
+            graph.start(spec, name=spec.executable)
+        camera = args.camera_info or _camera_info_topic(args.image)
+        print("\n".join([f"camera: {args.image} (+ {camera}, {args.depth}, {args.camera_pose})", *_describe(args)]), flush=True)
+        return graph.supervise()
+
+
+def _camera_info_topic(image: str) -> str:
+    from isar_ros.msgio import topics
+
+    return topics.camera_info_for(image)
 
 
 def cmd_replay(args) -> int:
+    import shutil
+    import tempfile
+
     from isar_ros.isar.dataset import IsarDataset
-    from isar_ros.launcher import NodeSpec
+    from isar_ros.ros.launcher import Graph, NodeSpec, stop_signals_as_interrupt
 
     ensure_demo_data(args.data)
-    task = IsarDataset(args.data).task(args.task) if args.task else IsarDataset(args.data).tasks[0]
-    remaps = {"image": args.image, "camera_info": args.camera_info, "depth": args.depth, "camera_pose": args.camera_pose}
-    bridge = {"data": str(args.data), "task": task.name, "split": args.split, "scene": args.scene, "loop": args.loop, "rate_hz": args.rate}
-    specs = [NodeSpec("teach_node", remappings=_camera_remaps(args), params_file=args.params_file),
-             NodeSpec("inference_node", remappings={"image": args.image}, params_file=args.params_file)]
-    if args.teach != "none":
-        specs.append(NodeSpec("sim_bridge_node", {"data": str(args.data), "task": task.name, "split": "train", "teach": args.teach,
-                                                  "play": False, "exit_when_done": True}, params_file=args.params_file))
-    specs.append(NodeSpec("sim_bridge_node", bridge, remappings=remaps, params_file=args.params_file))
-    return _run_graph(specs, [f"replaying {task.name}/{args.split} at {args.rate:g} Hz on {args.image}",
-                              "outputs: /isar_inference/instances, /isar_inference/overlay, /isar_inference/status"])
+    dataset = IsarDataset(args.data)
+    task = dataset.task(args.task) if args.task else dataset.tasks[0]
+    # A replay teaches the dataset's objects: into a folder of its own, never into the operator's memory.
+    memory_dir = args.memory_dir or Path(tempfile.mkdtemp(prefix="isar_ros_replay_memory_"))
+    camera = {"image": args.image, "camera_info": args.camera_info or _camera_info_topic(args.image), "depth": args.depth,
+              "camera_pose": args.camera_pose}
+    bridge = {"data": str(args.data), "task": task.name, "split": args.split, "scene": args.scene, "loop": args.loop,
+              "rate_hz": args.rate}
+    try:
+        with Graph() as graph:
+            for spec in _node_specs(args, memory_dir):
+                graph.start(spec, name=spec.executable)
+            print(f"memory: {memory_dir}" + ("" if args.memory_dir else " (temporary; --memory-dir keeps it)"), flush=True)
+            if args.teach != "none":
+                print(f"teaching {task.name} from its train prompts ({args.teach}) before playing ...", flush=True)
+                teacher = graph.start(NodeSpec("sim_bridge_node", {
+                    "data": str(args.data), "task": task.name, "split": "train", "teach": args.teach, "play": False,
+                    "exit_when_done": True, "teach_service": f"/{args.namespace.strip('/')}/isar_teach/teach".replace("//", "/")},
+                    params_file=args.params_file, namespace=args.namespace), name="sim_bridge_teacher", helper=True)
+                with stop_signals_as_interrupt():
+                    try:
+                        code = graph.wait_for(teacher)
+                    except KeyboardInterrupt:
+                        return 0
+                if code is None:
+                    return graph.supervise()  # a node failed while teaching: say which
+                if code != 0:
+                    print(f"teaching failed (sim bridge exit code {code}); see the output above", file=sys.stderr)
+                    return code
+            graph.start(NodeSpec("sim_bridge_node", bridge, remappings=camera, params_file=args.params_file,
+                                 namespace=args.namespace), name="sim_bridge_node")
+            print("\n".join([f"replaying {task.name}/{args.split} at {args.rate:g} Hz on {args.image}", *_describe(args)]),
+                  flush=True)
+            return graph.supervise()
+    finally:
+        if args.memory_dir is None:
+            shutil.rmtree(memory_dir, ignore_errors=True)
 
 
 def add_bag(sub) -> None:
@@ -234,7 +298,7 @@ def add_bag(sub) -> None:
     rec.add_argument("--scene", default="")
     rec.add_argument("--split", default="test")
     rec.add_argument("--mode", default="", help="single_shot or multi_shot, as a label in the scores")
-    rec.add_argument("--start-time", type=float, default=1000.0, help="sim time of frame 0 (the sim bridge's start_time_s)")
+    rec.add_argument("--start-time", type=float, default=REPLAY_START_S, help="sim time of frame 0 (the sim bridge's start_time_s)")
     rec.add_argument("--duration", type=float, default=0.0)
     rec.add_argument("--idle", type=float, default=0.0, help="stop this many seconds after the last message")
     everything = bag.add_parser("export-all", help="every scene of a dataset (resumes where it stopped)")
@@ -261,7 +325,7 @@ def cmd_bag(args) -> int:
         task = IsarDataset(args.data).task(args.task)
         scenes = [s for s in (task.train_scenes if args.split == "train" else task.test_scenes) if s.name == args.scene]
         if not scenes:
-            raise KeyError(f"no {args.split} scene {args.scene!r} in {task.name}")
+            raise ConfigurationError(f"no {args.split} scene {args.scene!r} in {task.name}")
         result = export_scene(scenes[0], args.out, args.storage, args.compressed)
         print(f"wrote {result['bag']}: {result['frames']} frames, {result['bytes'] / 1e6:.1f} MB, {result['frames_per_s']:.1f} frames/s")
     else:
@@ -285,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, KeyError, ValueError, TimeoutError, RuntimeError) as error:
+    except UserError as error:
         print(f"isar-ros {args.command}: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file or folder named on the command line: missing, not writable, ...
+        print(f"isar-ros {args.command}: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
 
 

@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isar_ros.core.backbones import create_backbone  # noqa: E402
+from isar_ros.core.backbones.factory import create_backbone  # noqa: E402
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel  # noqa: E402
 from isar_ros.core.perception import Perception, PerceptionConfig  # noqa: E402
 from isar_ros.core.prompt_mask import Prompt  # noqa: E402
@@ -184,7 +184,7 @@ def memory_footprint(repeats: int) -> list[dict]:
     from builtin_interfaces.msg import Time
     from rclpy.serialization import serialize_message
 
-    from isar_ros.ros.conversions import export_to_msg  # the message only; no node is created
+    from isar_ros.ros.conversions import snapshot_to_msg  # the message only; no node is created
 
     rows = []
     perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
@@ -195,7 +195,7 @@ def memory_footprint(repeats: int) -> list[dict]:
         with tempfile.TemporaryDirectory() as folder:
             save = summary(timed(lambda: perception.save(folder), max(3, repeats // 4)))
             size = sum(f.stat().st_size for f in Path(folder).iterdir())
-        message = len(serialize_message(export_to_msg(perception.memory.export(), Time())))
+        message = len(serialize_message(snapshot_to_msg(perception.snapshot(), Time())))
         rows.append({"objects": count, "saved_mb": size / 2**20, "save_ms": save["median_ms"], "message_kb": message / 1024})
         print(f"  {count:>3} objects: saved memory {rows[-1]['saved_mb']:6.1f} MB, one save {save['median_ms']:7.1f} ms, "
               f"InstanceMemory message {rows[-1]['message_kb']:7.1f} KiB")

@@ -38,19 +38,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from isar_ros.core.memory import InstanceMemory, MemoryFormatError  # noqa: E402
+from isar_ros.core.memory_snapshot import MemoryFormatError  # noqa: E402
+from isar_ros.core.memory_store import load_memory, save_memory  # noqa: E402
 
 BASE_OBJECTS = 10
 
 WRITER = r"""
 import sys
-from isar_ros.core.memory import InstanceMemory
-memories = [InstanceMemory.load(p) for p in sys.argv[1:3]]
+from isar_ros.core.memory_store import load_memory, save_memory
+memories = [load_memory(p) for p in sys.argv[1:3]]
 target = sys.argv[3]
 print("ready", flush=True)
 while True:
     for memory in memories:
-        memory.save(target)
+        save_memory(memory, target)
 """
 
 
@@ -64,11 +65,11 @@ def teach_base_memory(objects: int):
     return perception
 
 
-def median_save_seconds(memory: InstanceMemory, folder: Path, repeats: int = 5) -> float:
+def median_save_seconds(memory, folder: Path, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        memory.save(folder)
+        save_memory(memory, folder)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -139,7 +140,7 @@ class Workload(threading.Thread):
         from benchmark_core import test_image
         from sensor_msgs.msg import RegionOfInterest
 
-        from isar_ros.ros.image_conversion import numpy_to_image
+        from isar_ros.msgio.image_codec import numpy_to_image
         from isar_ros_msgs.msg import Prompt
 
         image, boxes = test_image(seed=self.counter % 5)
@@ -226,7 +227,7 @@ def list_state(node, prefix: str, timeout: float = 60.0) -> tuple[int, dict[int,
 def node_trials(count: int, work: Path, rng: random.Random) -> dict:
     import rclpy
 
-    from isar_ros.launcher import Graph, NodeSpec
+    from isar_ros.ros.launcher import Graph, NodeSpec
     from isar_ros.ros.environment import pick_domain_id, ros_environment
 
     os.environ.update(ros_environment(localhost_only=True, domain_id=pick_domain_id()))
@@ -234,7 +235,7 @@ def node_trials(count: int, work: Path, rng: random.Random) -> dict:
     perception = teach_base_memory(BASE_OBJECTS)
     save_seconds = median_save_seconds(perception.memory, work / "probe")
     perception.save(folder)
-    on_disk = state_of(InstanceMemory.load(folder))
+    on_disk = state_of(load_memory(folder))
     rclpy.init()
     node = rclpy.create_node("isar_crash_safety")
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
@@ -281,7 +282,7 @@ def node_trials(count: int, work: Path, rng: random.Random) -> dict:
             result["requests"] += workload.requests_answered
             (acked_version, acked), pending = workload.acked, workload.pending
             try:
-                on_disk = state_of(InstanceMemory.load(folder))
+                on_disk = state_of(load_memory(folder))
             except MemoryFormatError as error:
                 result["bad"].append(f"trial {trial} ({mode}): {error}")
                 break
@@ -331,13 +332,13 @@ def signature(memory: InstanceMemory) -> tuple:
 
 def writer_trials(count: int, work: Path, rng: random.Random) -> dict:
     a, b = make_memories(work)
-    expected = {signature(InstanceMemory.load(a)): "A", signature(InstanceMemory.load(b)): "B"}
-    save_seconds = median_save_seconds(InstanceMemory.load(b), work / "probe_writer")
+    expected = {signature(load_memory(a)): "A", signature(load_memory(b)): "B"}
+    save_seconds = median_save_seconds(load_memory(b), work / "probe_writer")
     outcomes = {"A": 0, "B": 0, "partial or unreadable": 0}
     started = time.perf_counter()
     for trial in range(count):
         target = work / f"writer{trial}"
-        InstanceMemory.load(a).save(target)  # a complete previous version to start from
+        save_memory(load_memory(a), target)  # a complete previous version to start from
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(a), str(b), str(target)], stdout=subprocess.PIPE, text=True)
         if writer.stdout.readline().strip() != "ready":
             raise RuntimeError("the writer process did not start; run it by hand to see why")
@@ -347,7 +348,7 @@ def writer_trials(count: int, work: Path, rng: random.Random) -> dict:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         try:
-            outcomes[expected.get(signature(InstanceMemory.load(target)), "partial or unreadable")] += 1
+            outcomes[expected.get(signature(load_memory(target)), "partial or unreadable")] += 1
         except MemoryFormatError:
             outcomes["partial or unreadable"] += 1
     return {"outcomes": outcomes, "save_ms": save_seconds * 1000, "seconds": time.perf_counter() - started}

@@ -62,9 +62,9 @@ def main() -> int:
     from benchmark_core import test_image
     from isar_ros.core.perception import Perception, PerceptionConfig
     from isar_ros.core.prompt_mask import Prompt
-    from isar_ros.launcher import Graph, NodeSpec
-    from isar_ros.ros.conversions import export_to_msg
-    from isar_ros.ros.image_conversion import numpy_to_image
+    from isar_ros.ros.launcher import Graph, NodeSpec
+    from isar_ros.ros.conversions import snapshot_to_msg
+    from isar_ros.msgio.image_codec import numpy_to_image
     from isar_ros_msgs.msg import InstanceMemory
 
     image, boxes = test_image()
@@ -80,7 +80,7 @@ def main() -> int:
     image_pub = node.create_publisher(Image, "/image", qos_profile_sensor_data)
     statuses = []
     node.create_subscription(DiagnosticStatus, "/isar_inference/status", lambda m: statuses.append({kv.key: kv.value for kv in m.values}), 10)
-    memory_pub.publish(export_to_msg(perception.memory.export(), node.get_clock().now().to_msg()))
+    memory_pub.publish(snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg()))
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()

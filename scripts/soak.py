@@ -53,9 +53,9 @@ def main() -> int:
 
     from benchmark_core import teach_test_objects, test_image
     from isar_ros.core.perception import Perception, PerceptionConfig
-    from isar_ros.launcher import Graph, NodeSpec
-    from isar_ros.ros.conversions import export_to_msg
-    from isar_ros.ros.image_conversion import numpy_to_image
+    from isar_ros.ros.launcher import Graph, NodeSpec
+    from isar_ros.ros.conversions import snapshot_to_msg
+    from isar_ros.msgio.image_codec import numpy_to_image
     from isar_ros_msgs.msg import InstanceMemory
 
     image = test_image()[0]
@@ -72,7 +72,7 @@ def main() -> int:
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    memory_pub.publish(export_to_msg(perception.memory.export(), node.get_clock().now().to_msg()))
+    memory_pub.publish(snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg()))
     message = numpy_to_image(image, "rgb8")
     rate = {"hz": 30.0}
     running = True
@@ -104,7 +104,7 @@ def main() -> int:
                 if now - last_update >= args.update_every:
                     object_id = sorted(perception.memory.objects)[renamed % args.objects]
                     perception.rename(object_id, f"object {object_id} v{renamed}")
-                    memory_pub.publish(export_to_msg(perception.memory.export(), node.get_clock().now().to_msg()))
+                    memory_pub.publish(snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg()))
                     last_update, renamed = now, renamed + 1
                 samples.append({"t": now - started, "phase": phase, "rss_mb": rss_mb(process.popen.pid),
                                 **{k: status.get(k) for k in ("input_rate_hz", "output_rate_hz", "latency_ms_p50", "latency_ms_p90",

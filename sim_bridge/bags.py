@@ -18,12 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from isar_ros.isar.dataset import FPS, MODES, IsarDataset, Scene, matrix_to_quaternion_wxyz
-from isar_ros.paths import SOURCE_ROOT
+from isar_ros.core.geometry import PinholeCamera, matrix_to_quaternion_xyzw
+from isar_ros.isar.dataset import MODES, IsarDataset, IsarPrompt, Scene, frame_name
+from isar_ros.msgio.timing import SCENE_FPS
+from isar_ros.isar.rules import isar_id_of, object_name
+from isar_ros.isar.runner import SceneRecord, score_scene
+from isar_ros.msgio import topics
+from isar_ros.msgio.bag_types import typestore
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
+from isar_ros.msgio.timing import REPLAY_START_S, frame_index, frame_seconds, split_seconds
+from isar_ros.errors import InvalidInput, MissingResource
 
-START_TIME_S = 1000.0
+RECORDED_TOPIC = topics.absolute(topics.INFERENCE_NODE, topics.INSTANCES)
+
 FRAME_ID, WORLD_FRAME = "camera_optical", "world"
-CUSTOM_MESSAGES = ("Prompt", "Instance", "InstanceSegmentation", "ObjectInfo", "InstanceMemory", "LabelledPrompt")
 TOPICS = {
     "/image": "sensor_msgs/msg/Image", "/image/compressed": "sensor_msgs/msg/CompressedImage",
     "/depth": "sensor_msgs/msg/Image", "/camera_info": "sensor_msgs/msg/CameraInfo",
@@ -31,27 +39,6 @@ TOPICS = {
     "/clock": "rosgraph_msgs/msg/Clock",
     **{f"/prompts/{mode}": "isar_ros_msgs/msg/LabelledPrompt" for mode in MODES},
 }
-
-
-def msg_folder() -> Path:
-    folder = SOURCE_ROOT / "msg" / "msg"
-    if folder.is_dir():
-        return folder
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("isar_ros_msgs")) / "msg"
-
-
-def typestore():
-    """The ROS 2 Kilted type store with isar_ros_msgs registered from msg/*.msg."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    types = {}
-    for name in CUSTOM_MESSAGES:
-        types.update(get_types_from_msg((msg_folder() / f"{name}.msg").read_text(), f"isar_ros_msgs/msg/{name}"))
-    store.register(types)
-    return store
 
 
 class _Messages:
@@ -62,15 +49,13 @@ class _Messages:
         self.store = store
 
     def time(self, seconds: float):
-        sec = int(np.floor(seconds))
-        return self.t["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+        sec, nanosec = split_seconds(seconds)
+        return self.t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
     def header(self, stamp, frame_id=FRAME_ID):
         return self.t["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
     def image(self, array: np.ndarray, encoding: str, header):
-        from isar_ros.ros.image_conversion import numpy_to_image
-
         msg = numpy_to_image(array, encoding, msg_type=_Mutable)
         return self.t["sensor_msgs/msg/Image"](header=header, height=msg.height, width=msg.width, encoding=encoding,
                                                is_bigendian=msg.is_bigendian, step=msg.step,
@@ -89,7 +74,7 @@ class _Messages:
             binning_x=0, binning_y=0, roi=roi)
 
     def pose(self, T: np.ndarray, stamp):
-        w, x, y, z = matrix_to_quaternion_wxyz(T[:3, :3])
+        x, y, z, w = matrix_to_quaternion_xyzw(T[:3, :3])
         position = self.t["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3]))
         orientation = self.t["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w))
         pose = self.t["geometry_msgs/msg/Pose"](position=position, orientation=orientation)
@@ -102,7 +87,7 @@ class _Messages:
                                                          do_rectify=False)
         prompt = self.t["isar_ros_msgs/msg/Prompt"](header=header, points=[point], labels=np.array([1], np.uint8),
                                                     has_box=True, box=box)
-        return self.t["isar_ros_msgs/msg/LabelledPrompt"](name=str(p.object_id), prompt=prompt)
+        return self.t["isar_ros_msgs/msg/LabelledPrompt"](name=object_name(p.object_id), prompt=prompt)
 
 
 class _Mutable:
@@ -110,7 +95,7 @@ class _Mutable:
 
 
 def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: bool = False,
-                 start_time_s: float = START_TIME_S) -> dict:
+                 start_time_s: float = REPLAY_START_S) -> dict:
     """Write ``scene`` as one rosbag2 bag at ``out`` (a folder, replaced if present). Returns a summary."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -132,7 +117,7 @@ def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: boo
     with Writer(partial, version=9, storage_plugin=plugin) as writer:
         connections = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in topics.items()}
         for key, value in {"isar_task": scene.task_name, "isar_scene": scene.name, "isar_split": scene.split,
-                           "isar_modes": ",".join(modes), "isar_fps": str(FPS), "isar_start_time_s": str(start_time_s),
+                           "isar_modes": ",".join(modes), "isar_fps": str(SCENE_FPS), "isar_start_time_s": str(start_time_s),
                            "isar_frames": str(len(scene))}.items():
             writer.set_custom_data(key, value)
         intr = scene.intrinsics
@@ -141,7 +126,7 @@ def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: boo
             writer.write(connections[topic], nanoseconds, store.serialize_cdr(msg, topics[topic]))
 
         for frame in scene:
-            seconds = start_time_s + frame.index / FPS
+            seconds = frame_seconds(frame.index, start_time_s)
             ns = int(round(seconds * 1e9))
             stamp = build.time(seconds)
             header = build.header(stamp)
@@ -204,7 +189,7 @@ class BagFrame:
         self.name = scene.frame_names[index]
 
     def _image(self, topic: str):
-        from isar_ros.ros.image_conversion import image_to_numpy
+        from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 
         raw = self.scene.raw[topic].get(self.index)
         return None if raw is None else image_to_numpy(self.scene.decode(topic, raw))
@@ -243,15 +228,15 @@ class BagScene:
         self.path = Path(path)
         meta_file = self.path / "metadata.yaml"
         if not meta_file.is_file():
-            raise FileNotFoundError(f"{self.path}: not a rosbag2 bag (no metadata.yaml)")
+            raise MissingResource(f"{self.path}: not a rosbag2 bag (no metadata.yaml)")
         custom = yaml.safe_load(meta_file.read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
         missing = {"isar_task", "isar_scene", "isar_split", "isar_frames"} - set(custom)
         if missing:
-            raise ValueError(f"{self.path}: not an ISAR scene bag (metadata lacks {sorted(missing)}); write it with isar-ros bag export")
+            raise InvalidInput(f"{self.path}: not an ISAR scene bag (metadata lacks {sorted(missing)}); write it with isar-ros bag export")
         self.task_name, self.name, self.split = custom["isar_task"], custom["isar_scene"], custom["isar_split"]
-        self.start_time_s = float(custom.get("isar_start_time_s", START_TIME_S))
+        self.start_time_s = float(custom.get("isar_start_time_s", REPLAY_START_S))
         count = int(custom["isar_frames"])
-        self.frame_names = [f"{i:07d}" for i in range(count)]
+        self.frame_names = [frame_name(i) for i in range(count)]
         self.store = typestore()
         self.msgtypes: dict[str, str] = {}
         self.raw: dict[str, dict[int, bytes]] = {topic: {} for topic in TOPICS}
@@ -259,13 +244,13 @@ class BagScene:
         with Reader(self.path) as reader:
             for connection, ns, data in reader.messages():
                 self.msgtypes[connection.topic] = connection.msgtype
-                index = int(round((ns * 1e-9 - self.start_time_s) * FPS))
+                index = frame_index(divmod(ns, 1_000_000_000), self.start_time_s)
                 if connection.topic.startswith("/prompts/"):
                     self.prompt_raw[connection.topic.split("/")[-1]].append((index, bytes(data)))
                 elif connection.topic in self.raw:
                     self.raw[connection.topic][index] = bytes(data)
         if len(self.raw["/image"]) != count:
-            raise ValueError(f"{self.path}: {len(self.raw['/image'])} images for {count} frames; the bag is incomplete")
+            raise InvalidInput(f"{self.path}: {len(self.raw['/image'])} images for {count} frames; the bag is incomplete")
 
     def decode(self, topic: str, raw: bytes):
         return self.store.deserialize_cdr(raw, self.msgtypes[topic])
@@ -283,23 +268,61 @@ class BagScene:
         return BagFrame(self, self.frame_names.index(name))
 
     @property
-    def intrinsics(self):
-        from isar_ros.isar.dataset import Intrinsics
-
+    def intrinsics(self) -> PinholeCamera:
         info = self.decode("/camera_info", self.raw["/camera_info"][0])
-        return Intrinsics(int(info.width), int(info.height), float(info.k[0]), float(info.k[4]), float(info.k[2]), float(info.k[5]))
+        return PinholeCamera.from_k(info.k, int(info.width), int(info.height))
 
     def prompts(self, mode: str) -> dict:
         """Frame name -> prompts, from the bag's ``/prompts/<mode>`` topic (as Scene.prompts)."""
-        from isar_ros.isar.dataset import Prompt
-
         if not self.prompt_raw.get(mode):
-            raise ValueError(f"{self.path}: no /prompts/{mode} topic (only train scene bags carry prompts)")
+            raise InvalidInput(f"{self.path}: no /prompts/{mode} topic (only train scene bags carry prompts)")
         prompts: dict[str, list] = {}
         for index, raw in self.prompt_raw[mode]:
             msg = self.decode(f"/prompts/{mode}", raw)
             box = msg.prompt.box
-            prompts.setdefault(self.frame_names[index], []).append(Prompt(
-                int(msg.name), (int(msg.prompt.points[0].x), int(msg.prompt.points[0].y)),
+            prompts.setdefault(self.frame_names[index], []).append(IsarPrompt(
+                isar_id_of(msg.name), (int(msg.prompt.points[0].x), int(msg.prompt.points[0].y)),
                 (int(box.x_offset), int(box.y_offset), int(box.x_offset + box.width - 1), int(box.y_offset + box.height - 1))))
         return prompts
+
+
+def score_recorded_bag(bag: Path, dataset: IsarDataset, topic: str = RECORDED_TOPIC) -> tuple[str, SceneRecord]:
+    """Score the InstanceSegmentation messages recorded in ``bag`` (``isar-ros bag record``) against their scene.
+
+    The bag's metadata names the task, scene and start time; object names must be the ISAR ids the
+    objects were taught under (as the sim bridge teaches them). Returns (mode label, record).
+    """
+    import yaml
+    from rosbags.rosbag2 import Reader
+
+    bag = Path(bag)
+    custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
+    if "isar_task" not in custom or "isar_scene" not in custom:
+        raise InvalidInput(f"{bag}: the recording does not say which scene it answers; record with --task and --scene")
+    task = dataset.task(custom["isar_task"])
+    scenes = [s for s in task.test_scenes + task.train_scenes if s.name == custom["isar_scene"]]
+    if not scenes:
+        raise InvalidInput(f"{bag}: scene {custom['isar_scene']!r} is not in task {task.name} of {dataset.root}")
+    scene = scenes[0]
+    start = float(custom.get("isar_start_time_s", REPLAY_START_S))
+    store = typestore()
+    predictions = {}
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            raise InvalidInput(f"{bag}: no {topic} messages recorded")
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            index = frame_index((msg.header.stamp.sec, msg.header.stamp.nanosec), start)
+            if not 0 <= index < len(scene):
+                continue
+            labels = image_to_numpy(msg.label_image).astype(np.int64)
+            lookup = np.zeros(max([int(labels.max())] + [i.object_id for i in msg.instances]) + 1, np.int64)
+            for instance in msg.instances:
+                try:
+                    lookup[instance.object_id] = isar_id_of(instance.name)
+                except InvalidInput as error:
+                    raise InvalidInput(f"{bag}: object {instance.object_id}: {error}") from None
+            predictions[scene.frame_names[index]] = lookup[labels]
+    score = score_scene(scene, task.semantic_ids, predictions.items())
+    return custom.get("isar_mode", "recorded"), SceneRecord(task.name, scene.name, scene.attributes, score)

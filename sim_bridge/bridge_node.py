@@ -20,43 +20,49 @@ Live rendering through habitat-sim is not offered here: it cannot be installed o
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point32, PoseStamped, Quaternion
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
-from isar_ros.isar.dataset import FPS, IsarDataset, matrix_to_quaternion_wxyz
+from isar_ros.core.geometry import PinholeCamera, matrix_to_quaternion_xyzw
+from isar_ros.isar.dataset import IsarDataset
+from isar_ros.isar.layout import MODES, SPLITS
+from isar_ros.isar.rules import object_name
+from isar_ros.msgio import timing, topics
 from isar_ros.ros import services
-from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros.msgio.image_codec import numpy_to_image
+from isar_ros.ros import qos
 from isar_ros.ros.node_main import run_node
+from isar_ros.ros.parameters import NodeParameters
+from isar_ros.settings import setting, specs
 from isar_ros_msgs.msg import InstanceSegmentation
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from isar_ros_msgs.srv import TeachObject
 from sim_bridge.bags import BagScene
+from isar_ros.errors import ConfigurationError
 
 TEACH_TIMEOUT_S = 120.0  # one TeachObject answer; a lost one is logged and skipped instead of hanging the replay
 
-# Reliable with a second of history at 30 fps: a replay should not lose frames to a briefly slow reader.
-REPLAY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+REPLAY_QOS = qos.REPLAY
 
 
 def stamp_at(seconds: float) -> Time:
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = timing.split_seconds(seconds)
+    return Time(sec=sec, nanosec=nanosec)
 
 
-def camera_info(intrinsics, header: Header) -> CameraInfo:
+def camera_info(intrinsics: PinholeCamera, header: Header) -> CameraInfo:
     info = CameraInfo(header=header, width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob")
     info.k = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 1.0]
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
@@ -66,7 +72,7 @@ def camera_info(intrinsics, header: Header) -> CameraInfo:
 
 
 def pose_msg(T: np.ndarray, header: Header) -> PoseStamped:
-    w, x, y, z = matrix_to_quaternion_wxyz(T[:3, :3])
+    x, y, z, w = matrix_to_quaternion_xyzw(T[:3, :3])
     msg = PoseStamped(header=header)
     msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in T[:3, 3])
     msg.pose.orientation = Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))
@@ -77,13 +83,13 @@ def teach_requests(scene, mode: str, start_time_s: float):
     """(isar id, TeachObject.Request) per prompted frame and object, in frame order (images attached)."""
     for name, prompts in scene.prompts(mode).items():
         frame = scene.frame_by_name(name)
-        header = Header(stamp=stamp_at(start_time_s + frame.index / FPS), frame_id="camera_optical")
+        header = Header(stamp=stamp_at(timing.frame_seconds(frame.index, start_time_s)), frame_id="camera_optical")
         image = numpy_to_image(frame.rgb(), "rgb8", header=header)
         for p in prompts:
             x0, y0, x1, y1 = p.box_xyxy
             prompt = PromptMsg(header=header, points=[Point32(x=float(p.point_xy[0]), y=float(p.point_xy[1]))], labels=[1],
                                has_box=True, box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1))
-            yield p.object_id, TeachObject.Request(name=str(p.object_id), prompts=[prompt], image=image)
+            yield p.object_id, TeachObject.Request(name=object_name(p.object_id), prompts=[prompt], image=image)
 
 
 def find_scene(data: str, task_name: str, split: str, wanted: str):
@@ -92,41 +98,52 @@ def find_scene(data: str, task_name: str, split: str, wanted: str):
     scenes = task.train_scenes if split == "train" else task.test_scenes
     matches = [s for s in scenes if s.name == wanted] if wanted else scenes[:1]
     if not matches:
-        raise ValueError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
+        raise ConfigurationError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
     return matches[0]
 
 
+@dataclass
+class SimBridgeSettings:
+    data: str = setting("data/isar_demo", "ISAR-format dataset folder")
+    task: str = setting("", "task folder name (empty: the first)")
+    split: str = setting("test", "train or test", choices=SPLITS)
+    scene: str = setting("", "scene folder name (empty: the first of the split)")
+    bag: str = setting("", "a scene bag written by `isar-ros bag export`; replaces data/task/split/scene")
+    rate_hz: float = setting(timing.SCENE_FPS, "frames published per second of wall time", low=0.01, high=10000.0)
+    loop: bool = setting(False, "start again after the last frame")
+    paused: bool = setting(False, "start paused (~/pause false to play, ~/step for one frame)")
+    publish_ground_truth: bool = setting(True, "publish ground_truth (16UC1 instance ids)")
+    frame_id: str = setting("camera_optical", "frame of the camera (optical axes)")
+    world_frame: str = setting("world", "fixed frame of camera_pose")
+    start_time_s: float = setting(timing.REPLAY_START_S, "sim time of frame 0, seconds", low=0.0, high=1e9)
+    teach: str = setting("none", "none, single_shot or multi_shot: replay the train prompts as TeachObject calls",
+                         choices=("none", *MODES))
+    teach_service: str = setting("/isar_teach/teach", "TeachObject service to call")
+    play: bool = setting(True, "publish the frames (false: only teach)")
+    exit_when_done: bool = setting(False, "shut down after the last frame (and teaching)")
+    pace_topic: str = setting("", "InstanceSegmentation topic to wait for before the next frame (empty: free-running)")
+    pace_timeout_s: float = setting(5.0, "longest wait for the paced answer, seconds", low=0.0, high=3600.0)
+
+
 class SimBridgeNode(Node):
-    def __init__(self):
-        super().__init__("isar_sim_bridge")
-        p = self._param
-        data = p("data", "data/isar_demo", "ISAR-format dataset folder")
-        task_name = p("task", "", "task folder name (empty: the first)")
-        split = p("split", "test", "train or test")
-        wanted = p("scene", "", "scene folder name (empty: the first of the split)")
-        bag = p("bag", "", "a scene bag written by `isar-ros bag export`; replaces data/task/split/scene")
-        self.scene = BagScene(bag) if bag else find_scene(data, task_name, split, wanted)
-        self.rate_hz = p("rate_hz", FPS, "frames published per second of wall time")
-        self.loop = p("loop", False, "start again after the last frame")
-        self.paused = p("paused", False, "start paused (~/pause false to play, ~/step for one frame)")
-        self.publish_gt = p("publish_ground_truth", True, "publish ground_truth (16UC1 instance ids)")
-        self.frame_id = p("frame_id", "camera_optical", "frame of the camera (optical axes)")
-        self.world_frame = p("world_frame", "world", "fixed frame of camera_pose")
-        self.start_time_s = p("start_time_s", 1000.0, "sim time of frame 0")
-        self.teach_mode = p("teach", "none", "none, single_shot or multi_shot: replay the train prompts as TeachObject calls")
-        self.teach_service = p("teach_service", "/isar_teach/teach", "TeachObject service to call")
-        self.play = p("play", True, "publish the frames (false: only teach)")
-        self.exit_when_done = p("exit_when_done", False, "shut down after the last frame (and teaching)")
-        pace_topic = p("pace_topic", "", "InstanceSegmentation topic to wait for before the next frame (empty: free-running)")
-        self.pace_timeout_s = p("pace_timeout_s", 5.0, "longest wait for the paced answer")
+    def __init__(self) -> None:
+        super().__init__(topics.SIM_BRIDGE_NODE)
+        v = NodeParameters(self, specs(SimBridgeSettings)).values
+        bag = v["bag"]
+        self.scene = BagScene(bag) if bag else find_scene(v["data"], v["task"], v["split"], v["scene"])
+        self.rate_hz, self.loop, self.paused = v["rate_hz"], v["loop"], v["paused"]
+        self.publish_gt, self.frame_id, self.world_frame = v["publish_ground_truth"], v["frame_id"], v["world_frame"]
+        self.start_time_s, self.teach_mode, self.teach_service = v["start_time_s"], v["teach"], v["teach_service"]
+        self.play, self.exit_when_done = v["play"], v["exit_when_done"]
+        pace_topic, self.pace_timeout_s = v["pace_topic"], v["pace_timeout_s"]
         self.intrinsics = self.scene.intrinsics
 
-        self.image_pub = self.create_publisher(Image, "image", REPLAY_QOS)
-        self.depth_pub = self.create_publisher(Image, "depth", REPLAY_QOS)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", REPLAY_QOS)
-        self.pose_pub = self.create_publisher(PoseStamped, "camera_pose", REPLAY_QOS)
-        self.gt_pub = self.create_publisher(Image, "ground_truth", REPLAY_QOS)
-        self.clock_pub = self.create_publisher(Clock, "/clock", REPLAY_QOS)
+        self.image_pub = self.create_publisher(Image, topics.IMAGE, REPLAY_QOS)
+        self.depth_pub = self.create_publisher(Image, topics.DEPTH, REPLAY_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, REPLAY_QOS)
+        self.pose_pub = self.create_publisher(PoseStamped, topics.CAMERA_POSE, REPLAY_QOS)
+        self.gt_pub = self.create_publisher(Image, topics.GROUND_TRUTH, REPLAY_QOS)
+        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, REPLAY_QOS)
         self.tf = self._tf_broadcaster()
         calls = ReentrantCallbackGroup()
         self.create_service(SetBool, "~/pause", self.on_pause, callback_group=calls)
@@ -145,9 +162,6 @@ class SimBridgeNode(Node):
         threading.Thread(target=self._teach_then_play, daemon=True).start()
         source = f"bag {bag}" if bag else f"{self.scene.task_name}/{self.scene.split}/{self.scene.name}"
         self.get_logger().info(f"replaying {source} ({len(self.scene)} frames) at {self.rate_hz:g} Hz")
-
-    def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     def _tf_broadcaster(self):
         try:
@@ -204,7 +218,7 @@ class SimBridgeNode(Node):
 
     def publish_frame(self, index: int) -> None:
         frame = self.scene.frame(index)
-        seconds = self.start_time_s + (self.loops * len(self.scene) + index) / FPS
+        seconds = timing.frame_seconds(self.loops * len(self.scene) + index, self.start_time_s)
         stamp = stamp_at(seconds)
         header = Header(stamp=stamp, frame_id=self.frame_id)
         self.clock_pub.publish(Clock(clock=stamp))

@@ -23,9 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from isar_ros.isar.dataset import FIRST_OBJECT_ID, FPS, Intrinsics, frame_name, matrix_to_quaternion_wxyz
+from isar_ros.isar import layout as isar_layout
+from isar_ros.isar.layout import FIRST_OBJECT_ID, frame_name, isar_camera, isar_pose_entry
+from isar_ros.msgio.timing import SCENE_FPS as FPS
 from isar_ros.isar.rules import AttributeAccumulator, make_prompts
 from sim_bridge.raycast import PATTERNS, Lighting, Room, Shape, Texture, camera_rays, look_at, render
+from isar_ros.errors import ConfigurationError
 
 # (class name, shape kind, half-size (x, y, z) in metres). Sizes are YCB-like to small furniture.
 CATALOGUE = [
@@ -72,11 +75,11 @@ class GeneratorConfig:
 
     def __post_init__(self):
         if self.width < 32 or self.height < 32 or self.frames < 1:
-            raise ValueError("width and height must be >= 32 and frames >= 1")
+            raise ConfigurationError("width and height must be >= 32 and frames >= 1")
         if self.objects < 1 or self.objects > len(CATALOGUE):
-            raise ValueError(f"objects must be 1..{len(CATALOGUE)}")
+            raise ConfigurationError(f"objects must be 1..{len(CATALOGUE)}")
         if self.objects + self.twins + self.distractors > len(COLOURS):
-            raise ValueError(f"at most {len(COLOURS)} objects, twins and distractors per task (one colour each)")
+            raise ConfigurationError(f"at most {len(COLOURS)} objects, twins and distractors per task (one colour each)")
 
 
 @dataclass
@@ -271,10 +274,12 @@ def render_scene(config: GeneratorConfig, spec: SceneSpec, out: Path) -> Rendere
     layout = layout_scene(spec, config.frames)
     add_pillars(layout, rng, config.occluders)
     poses = camera_path(layout, config.frames, rng, spec.fast)
-    intr = Intrinsics.for_image_size(config.width, config.height)
+    intr = isar_camera(config.width, config.height)
     rays = camera_rays(config.width, config.height, intr.fx, intr.fy, intr.cx, intr.cy)
     folder = out / spec.task / spec.split / spec.name
-    for sub in ("color", "depth", "semantic", "semantic_raw"):
+    color_dir, depth_dir, gt_dir, semantic_dir = (folder / d for d in (isar_layout.COLOR_DIRS[0], isar_layout.DEPTH_DIR,
+                                                                      isar_layout.GROUND_TRUTH_DIR, isar_layout.SEMANTIC_DIR))
+    for sub in (color_dir, depth_dir, semantic_dir, gt_dir):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     colours = {0: [0, 0, 0]}
     palette = np.zeros((65536, 3), np.uint8)  # id -> colour, for the semantic/ pictures
@@ -292,12 +297,11 @@ def render_scene(config: GeneratorConfig, spec: SceneSpec, out: Path) -> Rendere
                 colours[int(sid)] = _colour_for(int(sid))
                 palette[int(sid)] = colours[int(sid)]
         semantic = palette[ids]
-        cv2.imwrite(str(folder / "color" / f"{name}.jpg"), rgb[..., ::-1], jpeg)
-        cv2.imwrite(str(folder / "depth" / f"{name}.png"), depth_mm)
-        cv2.imwrite(str(folder / "semantic_raw" / f"{name}.png"), ids)
-        cv2.imwrite(str(folder / "semantic" / f"{name}.png"), semantic)
-        quaternion = matrix_to_quaternion_wxyz(T[:3, :3])
-        pose_json[name] = {"position": [float(v) for v in T[:3, 3]], "orientation": [float(v) for v in quaternion]}
+        cv2.imwrite(str(color_dir / f"{name}{isar_layout.FRAME_SUFFIX}"), rgb[..., ::-1], jpeg)
+        cv2.imwrite(str(depth_dir / f"{name}{isar_layout.DEPTH_SUFFIX}"), depth_mm)
+        cv2.imwrite(str(gt_dir / f"{name}.png"), ids)
+        cv2.imwrite(str(semantic_dir / f"{name}.png"), semantic)
+        pose_json[name] = isar_pose_entry(T)
         attributes.add(ids, T)
         if spec.split == "train":
             gt_frames.append((i, name, ids))
@@ -305,14 +309,14 @@ def render_scene(config: GeneratorConfig, spec: SceneSpec, out: Path) -> Rendere
     same_class = len(classes) != len(set(classes))
     attrs = attributes.attributes(dynamic=spec.moving, same_class=same_class)
     color_map = {str(k): v for k, v in sorted(colours.items())}
-    _write_json(folder / "camera_poses.json", pose_json)
-    _write_json(folder / "color_map.json", color_map)
-    _write_json(folder / "attributes.json", attrs)
+    _write_json(folder / isar_layout.CAMERA_POSES, pose_json)
+    _write_json(folder / isar_layout.COLOR_MAP, color_map)
+    _write_json(folder / isar_layout.ATTRIBUTES_FILE, attrs)
     prompts = None
     if spec.split == "train":
         prompts = make_prompts(gt_frames, spec.tracked_ids, np.random.default_rng([spec.seed, 2]))
-        _write_json(folder / "prompts_single.json", prompts[0])
-        _write_json(folder / "prompts_multi.json", prompts[1])
+        _write_json(folder / isar_layout.PROMPT_FILES["single_shot"], prompts[0])
+        _write_json(folder / isar_layout.PROMPT_FILES["multi_shot"], prompts[1])
     return RenderedScene(spec.name, spec.split, color_map, attrs, prompts, time.perf_counter() - started)
 
 
@@ -368,7 +372,7 @@ def generate(config: GeneratorConfig, out: str | Path, progress: bool = True) ->
             merged.update(r.color_map)
         for r in rendered:
             if r.split == "test":
-                _write_json(out / name / "test" / r.name / "color_map.json", merged)
+                _write_json(out / name / "test" / r.name / isar_layout.COLOR_MAP, merged)
         info = {
             "task_name": name,
             "semantic_ids": prompted,
@@ -377,7 +381,7 @@ def generate(config: GeneratorConfig, out: str | Path, progress: bool = True) ->
             "generator": {"config": asdict(config), "objects": {o.semantic_id: o.name for o in objects},
                           "tracked": [o.semantic_id for o in objects if o.tracked]},
         }
-        _write_json(out / name / "info.json", info)
+        _write_json(out / name / isar_layout.INFO, info)
     return {"tasks": len(tasks), "scenes": len(all_specs), "frames": len(all_specs) * config.frames,
             "seconds": time.perf_counter() - started}
 

@@ -9,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from isar_ros.launcher import stop_process_group
+from isar_ros.ros.launcher import stop_process_group
 
 PEERS = Path(__file__).resolve().parent / "peers"
 

@@ -5,8 +5,10 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 from isar_ros.isar.dataset import IsarDataset
-from isar_ros.ros.image_conversion import image_to_numpy, numpy_to_image
-from sim_bridge.bags import START_TIME_S, export_dataset, export_scene, typestore
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
+from isar_ros.msgio.bag_types import typestore
+from isar_ros.msgio.timing import REPLAY_START_S as START_TIME_S
+from sim_bridge.bags import export_dataset, export_scene
 
 
 @pytest.fixture(scope="module")

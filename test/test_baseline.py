@@ -7,7 +7,7 @@ import torch
 from isar_ros.core.backbones.dinov2 import Dinov2Backbone, DinoVisionTransformer, VitSpec
 from isar_ros.core.sam import SamMaskPredictor, build_sam_model
 from isar_ros.core.weights import WeightsNotFound
-from isar_ros.isar import methods
+from isar_ros.isar import registry
 from isar_ros.isar.baseline import IsarBaselineMethod, local_maxima, train_linear
 from isar_ros.isar.dataset import IsarDataset
 
@@ -77,4 +77,4 @@ def test_missing_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
     monkeypatch.delenv("ISAR_ROS_DINOV2_VITL14", raising=False)
     with pytest.raises(WeightsNotFound, match=r"dinov2_vitl14_pretrain\.pth"):
-        methods.create("isar_baseline")
+        registry.create("isar_baseline")

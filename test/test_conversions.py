@@ -4,42 +4,45 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 
+from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.prompt_mask import Prompt, PromptError
-from isar_ros.ros.conversions import MemoryMessageError, export_to_msg, msg_to_export, prompt_from_msg, prompt_to_msg
+from isar_ros.ros.conversions import msg_to_snapshot, prompt_from_msg, prompt_to_msg, snapshot_to_msg
 from isar_ros_msgs.msg import Prompt as PromptMsg
 
 
-def export(dim=4):
-    return {"version": 3, "backbone_id": "handcrafted-test", "feature_dim": dim, "objects": [
-        {"object_id": 2, "name": "mug", "num_exemplars": 2, "weights": np.arange(dim, dtype=np.float32), "bias": -0.5,
-         "mask_threshold": 0.0, "presence_threshold": 0.625, "min_patches": 3, "max_patches": 40,
-         "prototypes": np.ones((2, dim), np.float32) / 2, "prototype_threshold": 0.75}]}
+def snapshot(dim=4):
+    classifier = ObjectClassifier(weights=np.arange(dim, dtype=np.float32), bias=-0.5, mask_threshold=0.0,
+                                  presence_threshold=0.625, prototypes=np.ones((2, dim), np.float32) / 2,
+                                  prototype_threshold=0.75)
+    return MemorySnapshot(3, "handcrafted-test", dim, (SnapshotObject(2, "mug", 2, 3, 40, classifier),))
 
 
 def test_memory_round_trip_is_exact():
-    back = msg_to_export(export_to_msg(export(), Header().stamp))
-    original = export()
-    assert back["version"] == 3 and back["backbone_id"] == "handcrafted-test"
-    (o,), (p,) = back["objects"], original["objects"]
-    for key in ("object_id", "name", "num_exemplars", "bias", "mask_threshold", "presence_threshold", "min_patches",
-                "max_patches", "prototype_threshold"):
-        assert o[key] == p[key]
-    np.testing.assert_array_equal(o["weights"], p["weights"])
-    np.testing.assert_array_equal(o["prototypes"], p["prototypes"])
+    back = msg_to_snapshot(snapshot_to_msg(snapshot(), Header().stamp))
+    original = snapshot()
+    assert (back.version, back.backbone_id, back.feature_dim) == (3, "handcrafted-test", 4)
+    (o,), (p,) = back.objects, original.objects
+    for key in ("object_id", "name", "num_exemplars", "min_patches", "max_patches"):
+        assert getattr(o, key) == getattr(p, key)
+    for key in ("bias", "mask_threshold", "presence_threshold", "prototype_threshold"):
+        assert getattr(o.classifier, key) == getattr(p.classifier, key)
+    np.testing.assert_array_equal(o.classifier.weights, p.classifier.weights)
+    np.testing.assert_array_equal(o.classifier.prototypes, p.classifier.prototypes)
 
 
 @pytest.mark.parametrize("edit,reason", [
     (lambda m: setattr(m.objects[0], "weights", [1.0, 2.0]), "has 2 weights, feature_dim is 4"),
     (lambda m: setattr(m.objects[0], "bias", float("nan")), "NaN or infinite"),
     (lambda m: setattr(m.objects[0], "num_prototypes", 3), "prototype values for 3 prototypes"),
-    (lambda m: setattr(m.objects[0], "object_id", 0), "id 0 or a repeated id"),
+    (lambda m: setattr(m.objects[0], "object_id", 0), "id 0"),
+    (lambda m: setattr(m.objects[0], "min_patches", 0), "min_patches 0"),
     (lambda m: setattr(m, "feature_dim", 0), "feature_dim 0"),
 ])
 def test_bad_memory_messages_are_refused_with_the_reason(edit, reason):
-    msg = export_to_msg(export(), Header().stamp)
+    msg = snapshot_to_msg(snapshot(), Header().stamp)
     edit(msg)
-    with pytest.raises(MemoryMessageError, match=reason):
-        msg_to_export(msg)
+    with pytest.raises(MemoryFormatError, match=reason):
+        msg_to_snapshot(msg)
 
 
 def test_prompt_round_trip_and_empty_box():

@@ -8,10 +8,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import RegionOfInterest
 
-from isar_ros.core.memory import InstanceMemory
+from isar_ros.core.memory_store import load_memory
 from isar_ros.core.perception import Perception, PerceptionConfig
-from isar_ros.launcher import Graph, NodeSpec
-from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros.ros.launcher import Graph, NodeSpec
+from isar_ros.msgio.image_codec import numpy_to_image
 from isar_ros.ros.services import wait_until_ready
 from isar_ros_msgs.msg import InstanceSegmentation, Prompt
 from isar_ros_msgs.srv import ListObjects, RenameObject, TeachObject
@@ -71,7 +71,7 @@ def test_concurrent_teach_requests_lose_no_object(graph):
     assert len(ids) == len(names)  # every request got its own object
     listed = {o.name: o.object_id for o in client.call("/isar_teach/list", ListObjects, ListObjects.Request()).objects}
     assert all(listed[n] == results[n].object_id for n in names)
-    on_disk = InstanceMemory.load(graph["memory_dir"])  # autosaved: nothing lost on disk either
+    on_disk = load_memory(graph["memory_dir"])  # autosaved: nothing lost on disk either
     assert {o.name for o in on_disk.objects.values()} >= set(names)
 
 
@@ -130,7 +130,7 @@ def test_teach_node_killed_in_the_middle_of_a_save_restarts_with_the_previous_me
     for name, mask in masks.items():
         perception.teach([(frame, [box_prompt(mask)])], name=name)
     perception.save(folder)
-    previous = InstanceMemory.load(folder)
+    previous = load_memory(folder)
     names = {i: o.name for i, o in previous.objects.items()}
     first = nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach"}), "crash_teach")
     client.call_fresh_node("/crash_teach/list", ListObjects, ListObjects.Request())
@@ -146,11 +146,11 @@ def test_teach_node_killed_in_the_middle_of_a_save_restarts_with_the_previous_me
     first.popen.kill()
     first.popen.wait()
     assert temporary(), "the kill came after the save had finished: this trial tested nothing"
-    on_disk = InstanceMemory.load(folder)  # loads (the old manifest still names the old arrays)
+    on_disk = load_memory(folder)  # loads (the old manifest still names the old arrays)
     assert (on_disk.version, {i: o.name for i, o in on_disk.objects.items()}) == (previous.version, names)
     nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach_again"}), "crash_teach_again")
     listed = client.call_fresh_node("/crash_teach_again/list", ListObjects, ListObjects.Request())
     assert listed.memory_version == previous.version and {o.object_id: o.name for o in listed.objects} == names
     renamed = client.call("/crash_teach_again/rename", RenameObject, RenameObject.Request(object_id=1, new_name="saved after the restart"))
     assert renamed.success and not temporary()  # the next complete save removes what the killed one left
-    assert InstanceMemory.load(folder).objects[1].name == "saved after the restart"
+    assert load_memory(folder).objects[1].name == "saved after the restart"

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import Image
 
-from isar_ros.core.memory import InstanceMemory, MemoryFormatError, check_name
+from isar_ros.core.memory_snapshot import MemoryFormatError, check_name
+from isar_ros.core.memory_store import load_memory
 from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.isar.dataset import IsarDataset, IsarFormatError
-from isar_ros.ros.image_conversion import ENCODINGS, ImageConversionError, image_to_numpy
+from isar_ros.msgio.image_codec import ENCODINGS, ImageConversionError, image_to_numpy
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-10**12, 10**12))
@@ -99,7 +100,7 @@ def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(saved_memory, 
     (directory / "manifest.json").write_text(json.dumps(manifest))
     before = sorted(p.name for p in directory.parent.rglob("*"))
     try:
-        memory = InstanceMemory.load(directory)
+        memory = load_memory(directory)
     except MemoryFormatError as error:
         assert str(error)
     else:  # an edit that leaves a valid memory loads, and what loads is valid in every field
@@ -107,9 +108,10 @@ def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(saved_memory, 
         assert isinstance(memory.version, int) and isinstance(memory.next_id, int) and memory.next_id <= 65536
         for object_id, obj in memory.objects.items():
             assert isinstance(object_id, int) and 1 <= object_id < memory.next_id
-            assert check_name(obj.name) == obj.name and obj.min_patches >= 1
-            assert all(math.isfinite(v) for v in (obj.bias, obj.mask_threshold, obj.presence_threshold, obj.prototype_threshold))
-            assert obj.weights.shape == (memory.feature_dim,) and np.isfinite(obj.weights).all()
+            assert check_name(obj.name) == obj.name and obj.exemplars.min_patches >= 1
+            c = obj.classifier
+            assert all(math.isfinite(v) for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold))
+            assert obj.classifier.weights.shape == (memory.feature_dim,) and np.isfinite(obj.classifier.weights).all()
     assert sorted(p.name for p in directory.parent.rglob("*")) == before  # nothing written
 
 
@@ -148,7 +150,7 @@ def test_out_of_range_manifest_values_are_refused(saved_memory, tmp_path, field,
     manifest[field] = value
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MemoryFormatError):
-        InstanceMemory.load(directory)
+        load_memory(directory)
 
 
 def test_a_memory_folder_cannot_run_code(saved_memory, tmp_path):
@@ -171,5 +173,5 @@ def test_a_memory_folder_cannot_run_code(saved_memory, tmp_path):
     manifest["arrays_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()  # even with a matching checksum
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MemoryFormatError):
-        InstanceMemory.load(directory)
+        load_memory(directory)
     assert not marker.exists()

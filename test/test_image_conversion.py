@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from isar_ros.ros.image_conversion import (
+from isar_ros.msgio.image_codec import (
     ENCODINGS,
     ImageConversionError,
     compressed_to_numpy,

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from isar_ros.isar import methods
-from isar_ros.isar.dataset import T_OPENGL_OPTICAL, Intrinsics, IsarDataset, IsarFormatError
+from isar_ros.isar import registry
+from isar_ros.core.geometry import PinholeCamera
+from isar_ros.isar.dataset import T_OPENGL_OPTICAL, IsarDataset, IsarFormatError
 from isar_ros.isar.report import write_reports
 from isar_ros.isar.rules import make_prompts, prompt_min_area
 from isar_ros.isar.runner import run_benchmark
@@ -30,7 +31,7 @@ def test_layout_matches_isar(tiny_dataset):
     assert scene.color_map[0] == (0, 0, 0)
     assert set(scene.attributes) == {"DYN", "CLA", "CLT", "SML", "SMF", "FST"}
     assert scene.attributes["CLA"]  # the default configuration has a same-class twin
-    assert scene.intrinsics == Intrinsics(320, 180, 160.0, 160.0, 160.0, 90.0)
+    assert scene.intrinsics == PinholeCamera(160.0, 160.0, 160.0, 90.0, 320, 180)
     pose = frame.pose()
     assert pose.shape == (4, 4) and np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-6)
     np.testing.assert_allclose(frame.pose_optical(), pose @ T_OPENGL_OPTICAL)
@@ -75,12 +76,12 @@ def test_make_prompts_single_is_the_largest_view():
 
 def test_oracle_scores_one_and_empty_zero(tiny_dataset, tmp_path):
     dataset = IsarDataset(tiny_dataset)
-    oracle = run_benchmark(dataset, methods.create("oracle"), progress=False)
+    oracle = run_benchmark(dataset, registry.create("oracle"), progress=False)
     for mode in ("single_shot", "multi_shot"):
         summary = oracle.mode_summary(mode)
         assert summary["mIoU_nan_skipping"] == 1.0 and summary["mBoundF_nan_skipping"] == 1.0
         assert summary["misclassification_rate"] == 0.0 and summary["false_detection_not_visible"] == 0.0
-    empty = run_benchmark(dataset, methods.create("empty"), progress=False)
+    empty = run_benchmark(dataset, registry.create("empty"), progress=False)
     for mode in ("single_shot", "multi_shot"):
         summary = empty.mode_summary(mode)
         assert summary["mIoU_nan_skipping"] == 0.0 and summary["misclassification_rate"] == 1.0
@@ -99,7 +100,7 @@ def test_saved_colour_predictions_score_like_label_images(tiny_dataset, tmp_path
 
     dataset = IsarDataset(tiny_dataset)
     task = dataset.tasks[0]
-    result = run_benchmark(dataset, methods.create("oracle"), ["multi_shot"], [task.name], save_predictions=tmp_path,
+    result = run_benchmark(dataset, registry.create("oracle"), ["multi_shot"], [task.name], save_predictions=tmp_path,
                            progress=False)
     scene = task.test_scenes[0]
     rescored = SceneScore.for_ids(task.semantic_ids)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
-from isar_ros.core.memory import InstanceMemory, MemoryFormatError
+from isar_ros.core.memory_snapshot import MemoryFormatError
+from isar_ros.core.memory_store import load_memory
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import GrabCutPredictor, Prompt, PromptError
 
@@ -99,7 +100,7 @@ def test_one_matrix_product_equals_per_object_scores(taught):
     stacked = perception.finder.score(grid).numpy()
     flat = grid.features.numpy()
     for k, obj in enumerate(sorted(perception.memory.objects.values(), key=lambda o: o.object_id)):
-        np.testing.assert_allclose(stacked[..., k], flat @ obj.weights + obj.bias, atol=1e-5)
+        np.testing.assert_allclose(stacked[..., k], flat @ obj.classifier.weights + obj.classifier.bias, atol=1e-5)
 
 
 def test_forget_and_rename(taught):
@@ -131,7 +132,7 @@ def test_what_an_object_keeps_for_refits_is_bounded():
         object_id = perception.teach(teaching, name="red", object_id=object_id).object_id
     taught = perception.memory.objects[object_id]
     assert taught.num_exemplars == 4
-    assert len(taught.negatives) == 500 and len(taught.positives) == 200  # 4 x 4800 patches, x3 with the variants
+    assert len(taught.exemplars.negatives) == 500 and len(taught.exemplars.positives) == 200  # 4 x 4800 patches, x3 with the variants
 
 
 def test_save_load_gives_identical_predictions(taught, tmp_path):
@@ -184,7 +185,7 @@ def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_wh
     """
     import os
 
-    import isar_ros.core.memory as memory_module
+    import isar_ros.core.memory_store as memory_module
 
     perception, _, _ = taught
     new = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
@@ -219,7 +220,7 @@ def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_wh
             except KeyboardInterrupt:
                 finished = False
         manifest_replaced = any(str(s).endswith(".tmp") and "manifest" in str(s) for s in steps[:crash_at - 1])
-        names = {o.name for o in InstanceMemory.load(folder).objects.values()}
+        names = {o.name for o in load_memory(folder).objects.values()}
         assert names == ({"green", "green again"} if manifest_replaced or finished else {"red mug", "blue box"}), steps
         if finished:
             break
@@ -231,7 +232,7 @@ def test_memory_from_another_backbone_is_refused(taught, tmp_path):
     perception, _, _ = taught
     perception.save(tmp_path / "memory")
     with pytest.raises(MemoryFormatError, match="was built with backbone 'handcrafted-v2.*but 'dinov2_vits14' is running"):
-        InstanceMemory.load(tmp_path / "memory", backbone_id="dinov2_vits14")
+        load_memory(tmp_path / "memory", backbone_id="dinov2_vits14")
 
 
 def test_pickled_arrays_are_never_loaded(taught, tmp_path):
@@ -249,7 +250,7 @@ def test_pickled_arrays_are_never_loaded(taught, tmp_path):
     manifest["arrays_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MemoryFormatError, match="refused"):
-        InstanceMemory.load(directory)
+        load_memory(directory)
 
 
 @pytest.mark.parametrize("prompt,message", [
@@ -279,5 +280,5 @@ def test_prototype_matcher_finds_the_taught_object(taught):
 
 def test_object_model_is_built_on_the_inference_device(taught):
     perception, _, _ = taught
-    model = ObjectModel(perception.memory.export(), "cpu")
+    model = ObjectModel(perception.snapshot(), "cpu")
     assert model.weights_t.device == torch.device("cpu") and model.weights_t.shape == (perception.backbone.feature_dim, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -15,8 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
-from isar_ros.launcher import Graph, NodeSpec
-from isar_ros.ros.image_conversion import image_to_numpy, numpy_to_image
+from isar_ros.ros.launcher import Graph, NodeSpec
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
 from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
 from ros_client import LATCHED, RosClient, wait_until
@@ -199,7 +200,7 @@ def test_rqt_pixel_clicks_with_a_box_teach(ros):
     client.publish("/isar_teach/click_mode", String(data="positive"))
     result = client.call("/isar_teach/commit", Trigger, Trigger.Request())
     assert result.success, result.message
-    object_id = int(result.message.split()[-1])
+    object_id = int(re.search(r"taught object (\d+)", result.message).group(1))
     found = instances_with(client, lambda m: any(i.object_id == object_id and i.name == "blue box" for i in m.instances))
     assert found.instances
 

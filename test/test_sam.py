@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from isar_ros.core.prompt_mask import Prompt, create_mask_predictor
+from isar_ros.core.mask_predictors import create_mask_predictor
+from isar_ros.core.prompt_mask import Prompt
 from isar_ros.core.sam import SamMaskPredictor, batched_nms, build_sam_model, load_sam_state
 from isar_ros.core.weights import WeightsNotFound
 

@@ -12,11 +12,11 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import SetBool, Trigger
 
-from isar_ros.isar import methods
+from isar_ros.isar import registry
 from isar_ros.isar.dataset import IsarDataset
 from isar_ros.isar.runner import run_benchmark
-from isar_ros.launcher import Graph, NodeSpec
-from isar_ros.ros.image_conversion import image_to_numpy
+from isar_ros.ros.launcher import Graph, NodeSpec
+from isar_ros.msgio.image_codec import image_to_numpy
 from ros_client import RosClient, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -81,7 +81,7 @@ def test_demo_through_the_nodes_scores_exactly_as_the_benchmark(tiny_dataset, tm
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "| multi_shot |" in run.stdout and (out / "contact_sheet.png").stat().st_size > 10_000
     demo = json.loads((out / "results.json").read_text())
-    benchmark = run_benchmark(IsarDataset(tiny_dataset), methods.create("isar_ros"), ["multi_shot"], [task], progress=False)
+    benchmark = run_benchmark(IsarDataset(tiny_dataset), registry.create("isar_ros"), ["multi_shot"], [task], progress=False)
     assert demo == json.loads(json.dumps(benchmark.official()))  # every frame's IoU, every ratio
     scene = next(iter(demo["multi_object"]["multi_shot"].values()))
     assert any(iou > 0.3 for ious in scene["iou_detailed"].values() for iou in ious.values())  # not trivially empty

@@ -15,13 +15,14 @@ import numpy as np
 from isar_ros.core.prompt_mask import NEGATIVE, POSITIVE, Prompt, PromptError
 
 MODES = ("positive", "negative", "box")
+DEFAULT_MODE = "positive"
 
 
 @dataclass
 class ClickSession:
     name: str = ""
     object_id: int = 0
-    mode: str = "positive"
+    mode: str = DEFAULT_MODE
     stamp: tuple[int, int] | None = None
     points: list[tuple[float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -32,10 +33,14 @@ class ClickSession:
         return bool(self.name) or bool(self.object_id)
 
     def arm(self, name: str = "", object_id: int = 0) -> str:
+        """Start a session for a new object ``name`` or more views of ``object_id`` (named ``name``).
+
+        Every session starts in the default click mode (positive), whatever the last one used."""
         if not name.strip() and not object_id:
             raise PromptError("give the object a name (or the id of a known object) to arm teaching")
-        self.__init__(name=name.strip(), object_id=object_id, mode=self.mode)
-        return f"armed: click on '{name or object_id}' (mode {self.mode}); commit when done"
+        self._reset(name=name.strip(), object_id=object_id)
+        what = f"'{self.name}'" + (f" (object {object_id}, adding a view)" if object_id else "")
+        return f"armed: click on {what} (mode {self.mode}); commit when done"
 
     def set_mode(self, mode: str) -> str:
         if mode not in MODES:
@@ -76,4 +81,8 @@ class ClickSession:
         return result
 
     def cancel(self) -> None:
-        self.__init__(mode=self.mode)
+        self._reset()
+
+    def _reset(self, name: str = "", object_id: int = 0) -> None:
+        self.name, self.object_id, self.mode, self.stamp = name, object_id, DEFAULT_MODE, None
+        self.points, self.labels, self.corners = [], [], []

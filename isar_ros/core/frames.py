@@ -12,8 +12,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+from isar_ros.errors import ConfigurationError, InvalidInput
 
 Stamp = tuple[int, int]  # (sec, nanosec)
+
+
+class FrameNotFound(InvalidInput):
+    """A prompt refers to a frame the buffer does not hold (too old, or none received yet)."""
 
 
 def stamp_of(header: Any) -> Stamp:
@@ -38,7 +43,7 @@ class FrameBuffer:
 
     def __init__(self, capacity: int = 30):
         if capacity < 1:
-            raise ValueError("the frame buffer needs room for at least one frame")
+            raise ConfigurationError("the frame buffer needs room for at least one frame")
         self.capacity = capacity
         self._frames: OrderedDict[Stamp, BufferedFrame] = OrderedDict()
         self._lock = threading.Lock()
@@ -58,7 +63,7 @@ class FrameBuffer:
         with self._lock:
             frame = self._frames.get(stamp)
             if frame is None or "image" not in frame.parts:
-                raise KeyError(self._missing(stamp))
+                raise FrameNotFound(self._missing(stamp))
             return frame
 
     def newest(self, with_part: str = "image") -> BufferedFrame:
@@ -66,16 +71,7 @@ class FrameBuffer:
             for frame in reversed(self._frames.values()):
                 if with_part in frame.parts:
                     return frame
-        raise KeyError("no camera frame received yet; is the camera publishing on the image topic?")
-
-    def nearest(self, stamp: Stamp, tolerance_s: float, with_part: str = "image") -> BufferedFrame:
-        """The frame closest in time to ``stamp`` within ``tolerance_s`` (for clicks whose stamp is not a frame's)."""
-        with self._lock:
-            best = min((f for f in self._frames.values() if with_part in f.parts),
-                       key=lambda f: abs(stamp_seconds(f.stamp) - stamp_seconds(stamp)), default=None)
-            if best is None or abs(stamp_seconds(best.stamp) - stamp_seconds(stamp)) > tolerance_s:
-                raise KeyError(self._missing(stamp))
-            return best
+        raise FrameNotFound("no camera frame received yet; is the camera publishing on the image topic?")
 
     def clear(self) -> None:
         with self._lock:

@@ -31,26 +31,39 @@ import numpy as np
 import torch
 
 from isar_ros.core.backbones.base import FeatureGrid
+from isar_ros.core.memory_snapshot import MemorySnapshot
+from isar_ros.core.prompt_mask import MaskPredictor, Prompt
+from isar_ros.core.regions import components_near_largest
+from isar_ros.errors import ConfigurationError
+from isar_ros.settings import setting
 
 
 @dataclass
 class InferenceConfig:
-    matcher: str = "svm"  # "svm" (ISAR) or "prototype" ("No Time to Train!")
-    presence: bool = True  # False: paint every object wherever it scores, as the authors' baseline does
-    presence_offset: float = 0.3  # added to every object's presence threshold, in logit units (run-time knob)
-    mask_offset: float = 0.0  # added to every object's mask threshold (run-time knob)
-    min_component_fraction: float = 0.2
-    max_area_factor: float = 4.0  # regions larger than this x the largest taught view are not the object
-    edge_aware: bool = True  # guided-filter upsampling of margins, snapping masks to image edges
-    temporal: bool = True
-    hysteresis: float = 0.5  # logit units an object seen last frame may drop below its threshold
-    refine: str = "none"  # "none" or "sam"
+    matcher: str = setting("svm", "svm (per-object linear classifiers, ISAR) or prototype (No Time to Train!)",
+                           runtime=True, choices=("svm", "prototype"))
+    presence: bool = setting(True, "decide per object whether it is in view before painting it (false: paint every "
+                             "object wherever it scores best, as the ISAR authors' baseline does)", runtime=True)
+    presence_offset: float = setting(0.3, "raise (>0) or lower every presence threshold, logit units",
+                                     runtime=True, low=-100.0, high=100.0)
+    mask_offset: float = setting(0.0, "raise (>0) or lower every mask threshold, classifier score units",
+                                 runtime=True, low=-100.0, high=100.0)
+    min_component_fraction: float = setting(0.2, "keep mask regions with at least this share of the largest one's area",
+                                            runtime=True, low=0.0, high=1.0)
+    max_area_factor: float = setting(4.0, "regions this many times larger than any taught view are not the object",
+                                     runtime=True, low=1.0, high=1000.0)
+    edge_aware: bool = setting(True, "snap mask borders to image edges (guided filter)", runtime=True)
+    temporal: bool = setting(True, "use the previous frame's decisions (hysteresis)", runtime=True)
+    hysteresis: float = setting(0.5, "an object seen last frame stays present down to this below its threshold, logits",
+                                runtime=True, low=0.0, high=10.0)
+    refine: str = setting("none", "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
+                          choices=("none", "sam"))
 
     def __post_init__(self):
         if self.matcher not in ("svm", "prototype"):
-            raise ValueError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
+            raise ConfigurationError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
         if self.refine not in ("none", "sam"):
-            raise ValueError(f"refine must be 'none' or 'sam', not {self.refine!r}")
+            raise ConfigurationError(f"refine must be 'none' or 'sam', not {self.refine!r}")
 
 
 @dataclass
@@ -80,29 +93,34 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 class ObjectModel:
-    """All objects' classifiers stacked on the inference device, built from a memory export."""
+    """All objects' classifiers of one :class:`MemorySnapshot`, stacked on the inference device."""
 
-    def __init__(self, export: dict, device: torch.device | str = "cpu"):
-        self.version = int(export["version"])
-        self.backbone_id = export["backbone_id"]
-        self.feature_dim = int(export["feature_dim"])
-        objects = export["objects"]
-        self.ids = np.array([o["object_id"] for o in objects], np.int64)
-        self.names = [o["name"] for o in objects]
+    def __init__(self, snapshot: MemorySnapshot, device: torch.device | str = "cpu"):
+        self.version = snapshot.version
+        self.backbone_id = snapshot.backbone_id
+        self.feature_dim = dim = snapshot.feature_dim
+        objects = snapshot.objects
+        classifiers = [o.classifier for o in objects]
+        self.ids = np.array([o.object_id for o in objects], np.int64)
+        self.names = [o.name for o in objects]
         self.device = torch.device(device)
-        dim = self.feature_dim
-        weights = np.stack([np.asarray(o["weights"], np.float32) for o in objects]) if objects else np.zeros((0, dim), np.float32)
+        weights = np.stack([np.asarray(c.weights, np.float32) for c in classifiers]) if objects else np.zeros((0, dim), np.float32)
         self.weights_t = torch.from_numpy(weights.T.copy()).to(self.device)  # C x K, contiguous for the product
-        self.bias = torch.tensor([float(o["bias"]) for o in objects], dtype=torch.float32, device=self.device)
-        self.mask_threshold = np.array([o["mask_threshold"] for o in objects], np.float32)
-        self.presence_logit = _logit(np.array([o["presence_threshold"] for o in objects], np.float64))
-        self.min_patches = np.array([max(1, int(o["min_patches"])) for o in objects], np.int64)
-        self.max_patches = np.array([max(1, int(o["max_patches"])) for o in objects], np.int64)
-        self.prototype_threshold = np.array([o["prototype_threshold"] for o in objects], np.float32)
-        protos = [np.asarray(o["prototypes"], np.float32).reshape(-1, dim) for o in objects]
-        self.prototype_owner = np.concatenate([[k] * len(p) for k, p in enumerate(protos)]).astype(np.int64) if objects else np.zeros(0, np.int64)
+        self.bias = torch.tensor([float(c.bias) for c in classifiers], dtype=torch.float32, device=self.device)
+        self.mask_threshold = np.array([c.mask_threshold for c in classifiers], np.float32)
+        self.presence_logit = _logit(np.array([c.presence_threshold for c in classifiers], np.float64))
+        self.min_patches = np.array([max(1, int(o.min_patches)) for o in objects], np.int64)
+        self.max_patches = np.array([max(1, int(o.max_patches)) for o in objects], np.int64)
+        self.prototype_threshold = np.array([c.prototype_threshold for c in classifiers], np.float32)
+        protos = [np.asarray(c.prototypes, np.float32).reshape(-1, dim) for c in classifiers]
+        owners = [np.full(len(p), k, np.int64) for k, p in enumerate(protos)]
+        self.prototype_owner = np.concatenate(owners) if objects else np.zeros(0, np.int64)
         self.prototype_owner_t = torch.from_numpy(self.prototype_owner).to(self.device)  # built once, used every frame
         self.prototypes = torch.from_numpy(np.concatenate(protos) if objects else np.zeros((0, dim), np.float32)).to(self.device)
+
+    @classmethod
+    def empty(cls, backbone_id: str, feature_dim: int, device: torch.device | str = "cpu") -> ObjectModel:
+        return cls(MemorySnapshot.empty(backbone_id, feature_dim), device)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -111,8 +129,11 @@ class ObjectModel:
 class InstanceFinder:
     """Stateful per stream (temporal presence); :meth:`reset` at a new sequence."""
 
-    def __init__(self, model: ObjectModel, config: InferenceConfig | None = None, refiner=None):
+    def __init__(self, model: ObjectModel, config: InferenceConfig | None = None, refiner: MaskPredictor | None = None):
         self.config = config or InferenceConfig()
+        if self.config.refine == "sam" and refiner is None:
+            raise ConfigurationError("refine: sam needs a SAM mask predictor; give the finder one "
+                                     "(Perception does this when a SAM checkpoint is found)")
         self.refiner = refiner
         self.model = model
         self._previously_present: set[int] = set()
@@ -215,7 +236,7 @@ class InstanceFinder:
         start = time.perf_counter()
         labels, instances = self._masks(grid, scores, probability, present, rgb)
         timings["postprocess"] = (time.perf_counter() - start) * 1000
-        if self.refiner is not None and instances:
+        if self.config.refine == "sam" and self.refiner is not None and instances and rgb is not None:
             start = time.perf_counter()
             labels, instances = self._refine(rgb, labels, instances)
             timings["refinement"] = (time.perf_counter() - start) * 1000
@@ -241,7 +262,7 @@ class InstanceFinder:
         for j, k in enumerate(chosen):
             regions, plausible = self._plausible_regions(selected[..., j], k)
             candidate = np.isin(regions, plausible) if self.config.presence else margins[..., j] > 0
-            keep[..., j] = _large_components(candidate & (margins[..., j] > 0), self.config.min_component_fraction)
+            keep[..., j] = components_near_largest(candidate & (margins[..., j] > 0), self.config.min_component_fraction)
         if self.config.matcher == "prototype":
             keep = self._match_proposals(grid, keep, chosen)
         margins = np.where(keep, margins, np.minimum(margins, -1e-3))
@@ -285,9 +306,8 @@ class InstanceFinder:
                     result[..., j] |= regions == r
         return result
 
-    def _refine(self, rgb, labels, instances):
-        from isar_ros.core.prompt_mask import Prompt
-
+    def _refine(self, rgb: np.ndarray, labels: np.ndarray, instances: list[Instance]) -> tuple[np.ndarray, list[Instance]]:
+        assert self.refiner is not None
         self.refiner.set_image(rgb)
         refined = np.zeros_like(labels)
         for instance in instances:
@@ -307,16 +327,6 @@ class InstanceFinder:
                 instance.area = int(mask.sum())
                 kept.append(instance)
         return refined, kept
-
-
-def _large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
-    """Connected components of ``mask`` with at least ``fraction`` of the largest one's area."""
-    count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return mask.astype(bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    good = np.flatnonzero(areas >= fraction * areas.max()) + 1
-    return np.isin(regions, good)
 
 
 class GuideImage:

@@ -6,9 +6,12 @@
     frame = perception.encode(rgb)                            # features once per frame
     result = perception.teach([(frame, [prompt])], name="mug")   # -> TeachResult(object_id, masks)
     segmentation = perception.find(perception.encode(other_rgb))
+    perception.snapshot()                                     # what inference nodes are sent
 
 ``encode`` pays the expensive steps once per frame (backbone features; the mask predictor's image
-encoding happens once in ``teach`` however many prompts refer to that frame).
+encoding happens once in ``teach`` however many prompts refer to that frame). Callers never reach
+inside the memory: :meth:`Perception.snapshot`, :attr:`Perception.version`,
+:meth:`Perception.objects` and :meth:`Perception.id_by_name` answer what they need to know.
 """
 
 from __future__ import annotations
@@ -20,20 +23,27 @@ from pathlib import Path
 
 import numpy as np
 
-from isar_ros.core.backbones import Backbone, FeatureGrid, create_backbone
+from isar_ros.core.backbones import Backbone, FeatureGrid
+from isar_ros.core.backbones.factory import create_backbone
+from isar_ros.core.images import require_rgb
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
+from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory import InstanceMemory, MemoryConfig
+from isar_ros.core.memory_snapshot import MemorySnapshot, SnapshotObject
+from isar_ros.core.memory_store import load_memory, save_memory
+from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError
 from isar_ros.core.seeding import content_seed
-from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError, create_mask_predictor
+from isar_ros.settings import setting
 
 
 @dataclass
 class PerceptionConfig:
-    backbone: str = "handcrafted"
-    device: str = "auto"
+    backbone: str = setting("handcrafted", "handcrafted (no weights) or dinov2_vit{s,b,l,g}14[_reg4]")
+    device: str = setting("auto", "auto (cuda when available), cpu or cuda[:N]")
     backbone_options: dict = field(default_factory=dict)
-    mask_predictor: str = "auto"  # auto (SAM if its checkpoint is found), sam, grabcut
-    sam_checkpoint: str | None = None
+    mask_predictor: str = setting("auto", "auto (SAM if its checkpoint is found), sam or grabcut",
+                                  choices=("auto", "sam", "grabcut"))
+    sam_checkpoint: str = setting("", "explicit SAM checkpoint file (empty: search the weights folder)")
     augmentations: int = 2  # photometric variants of each teaching frame (other lighting, other rooms)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
@@ -60,13 +70,17 @@ def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class Perception:
+    """Backbone + mask predictor + instance memory + instance finder, behind one small API."""
+
     def __init__(self, config: PerceptionConfig | None = None, backbone: Backbone | None = None,
-                 mask_predictor: MaskPredictor | None = None):
+                 mask_predictor: MaskPredictor | None = None, refiner: MaskPredictor | None = None):
         self.config = config or PerceptionConfig()
         self.backbone = backbone or create_backbone(self.config.backbone, self.config.device, **self.config.backbone_options)
         self._mask_predictor = mask_predictor
         self.memory = InstanceMemory(self.backbone.backbone_id, self.backbone.feature_dim, self.config.memory)
-        self.finder = InstanceFinder(self._model(), self.config.inference)
+        if refiner is None and self.config.inference.refine == "sam":
+            refiner = create_mask_predictor("sam", self.config.sam_checkpoint, self.config.device)
+        self.finder = InstanceFinder(self._model(), self.config.inference, refiner)
 
     @property
     def mask_predictor(self) -> MaskPredictor:
@@ -74,12 +88,28 @@ class Perception:
             self._mask_predictor = create_mask_predictor(self.config.mask_predictor, self.config.sam_checkpoint, self.config.device)
         return self._mask_predictor
 
-    def _model(self) -> ObjectModel:
-        return ObjectModel(self.memory.export(), self.backbone.device)
+    # ---- what callers may know about the memory -------------------------------------------------
+    def snapshot(self) -> MemorySnapshot:
+        """The memory as inference sees it (what the ``memory`` topic carries)."""
+        return self.memory.snapshot()
 
+    @property
+    def version(self) -> int:
+        return self.memory.version
+
+    def objects(self) -> tuple[SnapshotObject, ...]:
+        """The taught objects in id order."""
+        return self.snapshot().objects
+
+    def id_by_name(self, name: str) -> int:
+        return self.memory.id_by_name(name)
+
+    def _model(self) -> ObjectModel:
+        return ObjectModel(self.snapshot(), self.backbone.device)
+
+    # ---- frames ---------------------------------------------------------------------------------
     def encode(self, rgb: np.ndarray) -> EncodedFrame:
-        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
+        require_rgb(rgb)
         start = time.perf_counter()
         grid = self.backbone.extract(rgb)
         return EncodedFrame(rgb, grid, time.perf_counter() - start)
@@ -95,11 +125,13 @@ class Perception:
             mask |= self.mask_predictor.predict(prompt)
         return mask
 
+    # ---- changes --------------------------------------------------------------------------------
     def teach(self, exemplars: list[tuple[EncodedFrame, list[Prompt]]], name: str = "", object_id: int = 0,
               masks: list[np.ndarray] | None = None) -> TeachResult:
         """Teach one object from prompts on one or more frames (or from given ``masks``).
 
-        Raises PromptError / MemoryFormatError with a clear message; the memory is unchanged then.
+        A ``name`` that exists adds views to that object. Raises PromptError / MemoryFormatError with
+        a clear message; the memory is unchanged then.
         """
         start = time.perf_counter()
         if not exemplars:
@@ -130,6 +162,7 @@ class Perception:
         self.memory.rename(object_id, name)
         self.finder.set_model(self._model())
 
+    # ---- finding --------------------------------------------------------------------------------
     def find(self, frame: EncodedFrame) -> Segmentation:
         segmentation = self.finder.find(frame.grid, frame.rgb)
         segmentation.timings_ms["features"] = frame.seconds * 1000
@@ -139,11 +172,11 @@ class Perception:
         """A new image sequence starts: drop temporal state."""
         self.finder.reset()
 
+    # ---- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        return self.memory.save(directory)
+        return save_memory(self.memory, directory)
 
     def load(self, directory: str | os.PathLike) -> None:
         """Replace the memory by a saved one; on any error the current memory stays as it was."""
-        memory = InstanceMemory.load(directory, self.backbone.backbone_id, self.config.memory)
-        self.memory = memory
+        self.memory = load_memory(directory, self.backbone.backbone_id, self.config.memory)
         self.finder.set_model(self._model())

@@ -3,7 +3,7 @@
 Like SAM's predictor, the cost is split: ``set_image`` once per frame (SAM's image encoder), then
 ``predict`` per object prompted on that frame (cheap)::
 
-    predictor = create_mask_predictor()          # "auto": SAM if a checkpoint is found, else GrabCut
+    predictor = GrabCutPredictor()               # or create_mask_predictor() (isar_ros.core.mask_predictors)
     predictor.set_image(rgb)
     mask = predictor.predict(Prompt.from_isar(point_xy=(120, 80), box_xyxy=(90, 50, 160, 130)))
 """
@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 
 from isar_ros.core.seeding import content_seed
+from isar_ros.errors import InvalidInput
 
 POSITIVE, NEGATIVE = 1, 0
 
 
-class PromptError(ValueError):
+class PromptError(InvalidInput):
     """A prompt that cannot be used; the message says what is wrong and what to do."""
 
 
@@ -58,8 +59,13 @@ class Prompt:
             x0, y0, x1, y1 = box
             if x1 <= x0 or y1 <= y0:
                 raise PromptError(f"the box {box.tolist()} is empty (x_max must exceed x_min and y_max y_min); drag a larger box")
-            if x1 < 0 or y1 < 0 or x0 >= width or y0 >= height:
-                raise PromptError(f"the box {box.tolist()} lies outside the {width}x{height} image")
+            if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
+                raise PromptError(f"the box {box.tolist()} reaches outside the {width}x{height} image (x 0..{width - 1}, "
+                                  f"y 0..{height - 1}); drag the box inside the image")
+            for (x, y), label in zip(points, labels):
+                if label == POSITIVE and not (x0 <= x <= x1 and y0 <= y <= y1):
+                    raise PromptError(f"the object click ({x:g}, {y:g}) lies outside the box {box.tolist()}; "
+                                      "click on the object inside the box, or drag the box around the click")
         if not (labels == POSITIVE).any() and self.box_xyxy is None:
             raise PromptError("the prompt has neither a positive point nor a box; click on the object or drag a box around it")
 
@@ -165,22 +171,3 @@ class GrabCutPredictor(MaskPredictor):
         if not keep:
             keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
         return np.isin(labels, list(keep))
-
-
-def create_mask_predictor(kind: str = "auto", checkpoint: str | None = None, device: str = "auto") -> MaskPredictor:
-    """``grabcut``, ``sam`` (needs a checkpoint; see isar_ros.core.weights), or ``auto`` (SAM if found)."""
-    if kind == "grabcut":
-        return GrabCutPredictor()
-    if kind in ("sam", "auto"):
-        from isar_ros.core.weights import WeightsNotFound, find_sam_checkpoint
-
-        try:
-            path = find_sam_checkpoint(checkpoint)
-        except WeightsNotFound:
-            if kind == "sam":
-                raise
-            return GrabCutPredictor()
-        from isar_ros.core.sam import SamMaskPredictor
-
-        return SamMaskPredictor.from_checkpoint(path, device=device)
-    raise ValueError(f"unknown mask predictor {kind!r}; use auto, sam or grabcut")

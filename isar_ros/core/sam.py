@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from isar_ros.core.prompt_mask import POSITIVE, MaskPredictor, Prompt
+from isar_ros.errors import ConfigurationError, InvalidInput
 
 SAM_VARIANTS = {
     "sam_vit_b": dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12, encoder_global_attn_indexes=[2, 5, 8, 11]),
@@ -93,7 +94,7 @@ def build_sam_model(variant: str | None = None, **architecture):
     build_sam, _ = import_segment_anything()
     if variant is not None:
         if variant not in SAM_VARIANTS:
-            raise ValueError(f"unknown SAM variant {variant!r}; use one of {', '.join(SAM_VARIANTS)}")
+            raise ConfigurationError(f"unknown SAM variant {variant!r}; use one of {', '.join(SAM_VARIANTS)}")
         architecture = SAM_VARIANTS[variant]
     return build_sam._build_sam(checkpoint=None, **architecture)
 
@@ -103,7 +104,7 @@ def load_sam_state(model, path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"{path} is not a checkpoint of this SAM model: {str(error)[:500]}") from error
+        raise InvalidInput(f"{path} is not a checkpoint of this SAM model: {str(error)[:500]}") from error
 
 
 class SamMaskPredictor(MaskPredictor):
@@ -121,7 +122,7 @@ class SamMaskPredictor(MaskPredictor):
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "auto", variant: str | None = None) -> "SamMaskPredictor":
-        from isar_ros.core.backbones.base import resolve_device
+        from isar_ros.core.backbones.factory import resolve_device
         from isar_ros.core.weights import sam_variant_of
 
         model = build_sam_model(variant or sam_variant_of(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -12,7 +13,7 @@ import numpy as np
 class RateMeter:
     """Events per second over the last ``window_s`` seconds."""
 
-    def __init__(self, window_s: float = 5.0, clock=time.monotonic):
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self.window_s, self.clock = window_s, clock
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
@@ -40,18 +41,24 @@ class RateMeter:
 
 
 class LatencyMeter:
-    """Percentiles of the last ``size`` latencies (milliseconds)."""
+    """Percentiles of the latencies (milliseconds) of the last ``window_s`` seconds, at most ``size`` of them:
+    a stream that stopped reports no latency, not the last one it had."""
 
-    def __init__(self, size: int = 300):
-        self._values: deque[float] = deque(maxlen=size)
+    def __init__(self, size: int = 300, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self._values: deque[tuple[float, float]] = deque(maxlen=size)
+        self.window_s, self.clock = window_s, clock
         self._lock = threading.Lock()
 
     def add(self, milliseconds: float) -> None:
         with self._lock:
-            self._values.append(milliseconds)
+            self._values.append((self.clock(), milliseconds))
 
     def percentiles(self, *qs: float) -> list[float]:
         with self._lock:
+            now = self.clock()
+            while self._values and now - self._values[0][0] > self.window_s:
+                self._values.popleft()
             if not self._values:
                 return [float("nan")] * len(qs)
-            return [float(np.percentile(self._values, q)) for q in qs]
+            values = [v for _, v in self._values]
+            return [float(np.percentile(values, q)) for q in qs]

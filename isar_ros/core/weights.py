@@ -23,8 +23,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from isar_ros.errors import MissingResource
+from isar_ros.errors import ConfigurationError, InvalidInput
 
-class WeightsNotFound(FileNotFoundError):
+
+class WeightsNotFound(MissingResource):
     """A checkpoint was asked for and is not where it may be; the message says where to put it."""
 
 
@@ -62,7 +65,7 @@ def _checkpoint(name: str) -> Checkpoint:
     try:
         return CHECKPOINTS[name]
     except KeyError:
-        raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}") from None
+        raise ConfigurationError(f"unknown checkpoint {name!r}; known: {', '.join(CHECKPOINTS)}") from None
 
 
 def find_checkpoint(name: str, explicit: str | os.PathLike | None = None) -> Path:
@@ -139,7 +142,7 @@ def download(name: str, timeout: float = 15.0) -> Path:
         problem = f"has MD5 {md5.hexdigest()}, expected one starting with {spec.md5_prefix}"
     if problem:
         os.unlink(tmp.name)
-        raise ValueError(f"downloaded {spec.filename} {problem}; not kept")
+        raise InvalidInput(f"downloaded {spec.filename} {problem}; not kept")
     shutil.move(tmp.name, target)
     target.with_name(target.name + ".sha256").write_text(f"{sha256.hexdigest()}  {spec.filename}\n")
     return target

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isar_ros.core.regions import components_above_total_share
 from isar_ros.isar.dataset import Frame, Task
-from isar_ros.isar.methods import Method, register
+from isar_ros.isar.methods import Method
+from isar_ros.errors import ConfigurationError
 
 SAM_SIZE = 512
 STRETCH = 560
@@ -98,7 +100,7 @@ class IsarBaselineMethod(Method):
         self.background = np.load(bank, allow_pickle=False).astype(np.float32) if bank else None
         device = options.pop("device", "auto")
         if backbone is None:
-            from isar_ros.core.backbones.base import resolve_device
+            from isar_ros.core.backbones.factory import resolve_device
             from isar_ros.core.backbones.dinov2 import Dinov2Backbone
 
             backbone = Dinov2Backbone.from_name(options.pop("backbone", "dinov2_vitl14"), resolve_device(device),
@@ -110,7 +112,7 @@ class IsarBaselineMethod(Method):
             name = options.pop("sam", "sam_vit_h")
             sam = SamMaskPredictor.from_checkpoint(find_checkpoint(name), device=device, variant=name)
         if options:
-            raise KeyError(f"unknown isar_baseline options: {sorted(options)}")
+            raise ConfigurationError(f"unknown isar_baseline options: {sorted(options)}")
         self.backbone, self.sam = backbone, sam
         self.weights = np.zeros((0, backbone.feature_dim), np.float32)
         self.biases = np.zeros(0, np.float32)
@@ -169,7 +171,7 @@ class IsarBaselineMethod(Method):
         points = []
         for k in range(len(self.ids)):
             threshold = 1.0 / max(float(np.linalg.norm(self.weights[k])), 1e-6)
-            mask = _large_components(scores[k] > threshold, COMPONENT_FRACTION)
+            mask = components_above_total_share(scores[k] > threshold, COMPONENT_FRACTION)
             points += local_maxima(scores[k], mask)
             y, x = np.unravel_index(np.argmax(scores[k]), scores[k].shape)
             points.append((int(x), int(y)))  # the global maximum, always
@@ -194,13 +196,3 @@ class IsarBaselineMethod(Method):
         generator.predictor.transform = _CvResizeLongestSide(generator.predictor.transform)
         return [m["segmentation"] for m in generator.generate(image)]
 
-
-def _large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
-    count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return mask
-    total = stats[1:, cv2.CC_STAT_AREA].sum()
-    return np.isin(regions, np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] > fraction * total) + 1)
-
-
-register("isar_baseline", lambda options: IsarBaselineMethod(options))

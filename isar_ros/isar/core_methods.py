@@ -2,42 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import numpy as np
 
 from isar_ros.core.inference import InferenceConfig
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import Prompt
+from isar_ros.errors import ConfigurationError
 from isar_ros.isar.dataset import Frame, Task
-from isar_ros.isar.methods import Method, register
+from isar_ros.isar.rules import object_name
+from isar_ros.settings import convert, specs
+from isar_ros.isar.methods import Method
 
 
-def _convert(value: str, default):
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-            raise ValueError(f"expected a boolean, got {value!r}")
-        return value.lower() in ("true", "1", "yes", "on")
-    return type(default)(value) if default is not None else value
+PERCEPTION_OPTIONS = {"backbone", "device", "mask_predictor", "sam_checkpoint"}
 
 
-def perception_config(options: dict) -> PerceptionConfig:
-    """Method options (strings from --option key=value) -> PerceptionConfig.
+def perception_config(options: dict[str, str]) -> PerceptionConfig:
+    """Method options (strings from ``--option key=value``) -> PerceptionConfig, checked as node parameters are.
 
     Keys: backbone, device, mask_predictor, sam_checkpoint, and every InferenceConfig field
     (matcher, presence, presence_offset, mask_offset, edge_aware, temporal, refine, ...).
     """
-    config = PerceptionConfig()
-    inference = {}
+    perception = {s.name: s for s in specs(PerceptionConfig, PERCEPTION_OPTIONS)}
+    inference = {s.name: s for s in specs(InferenceConfig)}
+    chosen: dict[str, object] = {}
+    tuned: dict[str, object] = {}
     for key, value in options.items():
-        if key in ("backbone", "device", "mask_predictor", "sam_checkpoint"):
-            setattr(config, key, value)
-        elif key in {f.name for f in fields(InferenceConfig)}:
-            inference[key] = _convert(value, getattr(config.inference, key))
+        if key in perception:
+            chosen[key] = convert(perception[key], value)
+        elif key in inference:
+            tuned[key] = convert(inference[key], value)
         else:
-            raise KeyError(f"unknown isar_ros option {key!r}")
-    config.inference = InferenceConfig(**{**config.inference.__dict__, **inference})
-    return config
+            raise ConfigurationError(f"unknown isar_ros option {key!r}; known: {', '.join(sorted(perception | inference))}")
+    return PerceptionConfig(**chosen, inference=InferenceConfig(**tuned))  # type: ignore[arg-type]
 
 
 class IsarRosMethod(Method):
@@ -57,7 +54,7 @@ class IsarRosMethod(Method):
         for scene, name, prompts in task.prompts(mode):
             frame = self.perception.encode(scene.frame_by_name(name).rgb())
             for p in prompts:
-                result = self.perception.teach([(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])], name=str(p.object_id),
+                result = self.perception.teach([(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])], name=object_name(p.object_id),
                                                object_id=mapping.get(p.object_id, 0))
                 mapping[p.object_id] = result.object_id
         self.to_isar = np.zeros(max(mapping.values(), default=0) + 1, np.int64)
@@ -71,5 +68,3 @@ class IsarRosMethod(Method):
         segmentation = self.perception.find(self.perception.encode(frame.rgb()))
         return self.to_isar[segmentation.labels]
 
-
-register("isar_ros", lambda options: IsarRosMethod(options))

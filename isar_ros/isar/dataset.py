@@ -26,109 +26,27 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-FRAME_NAME_DIGITS = 7
-FIRST_OBJECT_ID = 1660  # benchmark objects have ids >= 1660; lower ids are scene geometry
-HORIZONTAL_FOV_DEG = 90.0
-FPS = 30.0
-MODES = ("single_shot", "multi_shot")
+from isar_ros.isar.layout import (
+    ATTRIBUTES_FILE, CAMERA_POSES, COLOR_DIRS, COLOR_MAP, DEPTH_DIR, DEPTH_SUFFIX, FIRST_OBJECT_ID,
+    FRAME_SUFFIX, GROUND_TRUTH_DIR, INFO, MM_PER_M, MODES, PROMPT_FILES, T_OPENGL_OPTICAL, IsarFormatError, frame_name,
+    isar_camera, pose_from_isar_entry, read_image, read_json,
+)
+from isar_ros.core.geometry import PinholeCamera
+from isar_ros.msgio.timing import SCENE_FPS
+from isar_ros.errors import ConfigurationError
+
 ATTRIBUTES = ("DYN", "CLA", "CLT", "SML", "SMF", "FST")
-_PROMPT_FILES = {"single_shot": "prompts_single.json", "multi_shot": "prompts_multi.json"}
-_RGB_DIRS = ("color", "rgb")
-# OpenGL/Habitat camera axes (x right, y up, looking along -z) -> OpenCV optical axes (x right, y down, z forward)
-T_OPENGL_OPTICAL = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-class IsarFormatError(ValueError):
-    """A file of an ISAR dataset is missing or malformed; the message names the file."""
-
-
-def frame_name(index: int) -> str:
-    return f"{index:0{FRAME_NAME_DIGITS}d}"
-
-
-def read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise IsarFormatError(f"{path}: file is missing")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IsarFormatError(f"{path}: not valid JSON ({error})") from error
-
-
-def read_image(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
-    if image is None:
-        raise IsarFormatError(f"{path}: unreadable image (missing, empty or not an image)")
-    return image
+__all__ = ["ATTRIBUTES", "FIRST_OBJECT_ID", "MODES", "T_OPENGL_OPTICAL", "IsarFormatError", "frame_name", "IsarDataset",
+           "Task", "Scene", "Frame", "IsarPrompt", "optical_pose"]
 
 
 @dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels (ISAR: 90 degree horizontal field of view, square pixels)."""
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @classmethod
-    def for_image_size(cls, width: int, height: int, hfov_deg: float = HORIZONTAL_FOV_DEG) -> "Intrinsics":
-        focal = round((width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0), 9)  # exactly W/2 at 90 degrees
-        return cls(width, height, focal, focal, width / 2.0, height / 2.0)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-
-@dataclass(frozen=True)
-class Prompt:
+class IsarPrompt:
     """One ISAR prompt: a positive point and a tight, inclusive box, in full-resolution pixels."""
 
     object_id: int
     point_xy: tuple[int, int]  # x = column, y = row
     box_xyxy: tuple[int, int, int, int]  # x_min, y_min, x_max, y_max, inclusive
-
-
-def quaternion_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def matrix_to_quaternion_wxyz(rotation: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> unit quaternion (w, x, y, z) with w >= 0."""
-    m = rotation
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i = int(np.argmax([m[0, 0], m[1, 1], m[2, 2]]))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, 0.0]
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (m[j, i] + m[i, j]) / s
-        q[1 + k] = (m[k, i] + m[i, k]) / s
-    q = np.asarray(q)
-    return q if q[0] >= 0 else -q
-
-
-def pose_to_matrix(position: Any, orientation_wxyz: Any) -> np.ndarray:
-    """ISAR pose entry -> 4x4 camera-to-world matrix (OpenGL camera axes)."""
-    T = np.eye(4)
-    T[:3, :3] = quaternion_wxyz_to_matrix(np.asarray(orientation_wxyz, float))
-    T[:3, 3] = np.asarray(position, float)
-    return T
 
 
 def optical_pose(T_world_camera_gl: np.ndarray) -> np.ndarray:
@@ -147,7 +65,7 @@ class Frame:
 
     @property
     def rgb_path(self) -> Path:
-        return self.scene.rgb_dir / f"{self.name}.jpg"
+        return self.scene.rgb_dir / f"{self.name}{FRAME_SUFFIX}"
 
     def bgr(self) -> np.ndarray:
         """H x W x 3 uint8 in OpenCV's BGR order (what the ISAR code works on)."""
@@ -159,7 +77,7 @@ class Frame:
 
     def depth_mm(self) -> np.ndarray | None:
         """H x W uint16 planar depth in millimetres (0 = no reading), or None without depth/."""
-        path = self.scene.path / "depth" / f"{self.name}.png"
+        path = self.scene.path / DEPTH_DIR / f"{self.name}{DEPTH_SUFFIX}"
         if not path.is_file():
             return None
         depth = read_image(path, cv2.IMREAD_UNCHANGED)
@@ -172,13 +90,13 @@ class Frame:
         depth = self.depth_mm()
         if depth is None:
             return None
-        metres = depth.astype(np.float32) / 1000.0
+        metres = depth.astype(np.float32) / MM_PER_M
         metres[depth == 0] = np.nan
         return metres
 
     def ground_truth(self) -> np.ndarray | None:
         """H x W instance ids from semantic_raw/ (``.npy`` first, then ``.png``, as the evaluator), or None."""
-        folder = self.scene.path / "semantic_raw"
+        folder = self.scene.path / GROUND_TRUTH_DIR
         npy, png = folder / f"{self.name}.npy", folder / f"{self.name}.png"
         if npy.is_file():
             try:
@@ -205,7 +123,7 @@ class Frame:
     @property
     def stamp_s(self) -> float:
         """Time of the frame in the sequence, in seconds (30 fps)."""
-        return self.index / FPS
+        return self.index / SCENE_FPS
 
 
 class Scene:
@@ -213,11 +131,11 @@ class Scene:
 
     def __init__(self, path: Path, task_name: str, split: str):
         self.path, self.task_name, self.split, self.name = Path(path), task_name, split, Path(path).name
-        dirs = [self.path / d for d in _RGB_DIRS if (self.path / d).is_dir()]
+        dirs = [self.path / d for d in COLOR_DIRS if (self.path / d).is_dir()]
         if not dirs:
             raise IsarFormatError(f"{self.path}: no color/ (or rgb/) folder of frames")
         self.rgb_dir = dirs[0]
-        self.frame_names = sorted(p.stem for p in self.rgb_dir.glob("*.jpg"))
+        self.frame_names = sorted(p.stem for p in self.rgb_dir.glob(f"*{FRAME_SUFFIX}"))
         if not self.frame_names:
             raise IsarFormatError(f"{self.rgb_dir}: no .jpg frames")
 
@@ -246,17 +164,18 @@ class Scene:
         return width, height
 
     @property
-    def intrinsics(self) -> Intrinsics:
-        return Intrinsics.for_image_size(*self.image_size)
+    def intrinsics(self) -> PinholeCamera:
+        """The ISAR camera (90 degree horizontal field of view) for this scene's image size."""
+        return isar_camera(*self.image_size)
 
     @cached_property
     def color_map(self) -> dict[int, tuple[int, int, int]]:
         """Semantic id -> colour (b, g, r)."""
-        return parse_color_map(read_json(self.path / "color_map.json"), self.path / "color_map.json")
+        return parse_color_map(read_json(self.path / COLOR_MAP), self.path / COLOR_MAP)
 
     @cached_property
     def attributes(self) -> dict[str, bool]:
-        path = self.path / "attributes.json"
+        path = self.path / ATTRIBUTES_FILE
         if not path.is_file():
             return {}
         raw = read_json(path)
@@ -269,7 +188,7 @@ class Scene:
 
     @cached_property
     def _poses(self) -> dict[str, np.ndarray]:
-        path = self.path / "camera_poses.json"
+        path = self.path / CAMERA_POSES
         if not path.is_file():
             return {}
         raw = read_json(path)
@@ -282,19 +201,19 @@ class Scene:
                     raise ValueError("position needs 3 numbers and orientation 4 (w, x, y, z)")
                 if not (np.isfinite(position).all() and np.isfinite(orientation).all()) or np.linalg.norm(orientation) < 1e-9:
                     raise ValueError("non-finite numbers or a zero quaternion")
-                poses[name] = pose_to_matrix(position, orientation)
+                poses[name] = pose_from_isar_entry(position, orientation)
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise IsarFormatError(f"{path}: bad pose entry ({error})") from error
         return poses
 
-    def prompts(self, mode: str) -> dict[str, list[Prompt]]:
+    def prompts(self, mode: str) -> dict[str, list[IsarPrompt]]:
         """Frame name -> prompts on that frame, for ``single_shot`` or ``multi_shot`` (train scenes)."""
-        if mode not in _PROMPT_FILES:
-            raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-        path = self.path / _PROMPT_FILES[mode]
+        if mode not in PROMPT_FILES:
+            raise ConfigurationError(f"unknown mode {mode!r}; use one of {MODES}")
+        path = self.path / PROMPT_FILES[mode]
         raw = read_json(path)
         width, height = self.image_size
-        prompts: dict[str, list[Prompt]] = {}
+        prompts: dict[str, list[IsarPrompt]] = {}
         try:
             for name, objects in sorted(raw.items()):
                 if name not in self.frame_names:
@@ -312,7 +231,7 @@ class Scene:
                         raise IsarFormatError(
                             f"{path}: frame {name}, object {object_id}: bbox {list(box)} is empty or outside the {width}x{height} image"
                         )
-                    prompts.setdefault(name, []).append(Prompt(int(object_id), (x, y), box))  # type: ignore[arg-type]
+                    prompts.setdefault(name, []).append(IsarPrompt(int(object_id), (x, y), box))  # type: ignore[arg-type]
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             if isinstance(error, IsarFormatError):
                 raise
@@ -341,7 +260,7 @@ class Task:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.name = self.path.name
-        info_path = self.path / "info.json"
+        info_path = self.path / INFO
         info = read_json(info_path)
         try:
             self.task_name = str(info["task_name"])
@@ -362,7 +281,7 @@ class Task:
             raise IsarFormatError(f"{folder}: missing {split}/ folder")
         return [Scene(p, self.name, split) for p in sorted(folder.iterdir()) if p.is_dir()]
 
-    def prompts(self, mode: str) -> list[tuple[Scene, str, list[Prompt]]]:
+    def prompts(self, mode: str) -> list[tuple[Scene, str, list[IsarPrompt]]]:
         """Every prompted frame of every train scene: (scene, frame name, prompts), in order.
 
         Unlike the official code (a dict merge that keeps only the last train scene's prompts),
@@ -386,4 +305,4 @@ class IsarDataset:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise KeyError(f"no task {name!r} in {self.root}; tasks: {[t.name for t in self.tasks]}")
+        raise ConfigurationError(f"no task {name!r} in {self.root}; tasks: {[t.name for t in self.tasks]}")

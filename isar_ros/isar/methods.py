@@ -9,15 +9,13 @@ test sequence starts, and asked for one label image per frame (object id per pix
         def reset(self): ...                    # a new test sequence starts
         def predict(self, frame): ...           # -> H x W integer label image
 
-Methods are registered by name in ``METHODS`` (a factory taking the options dict of
-``isar-ros benchmark --option key=value``).
+The registry of methods by name (``isar-ros benchmark --method NAME``) is
+:mod:`isar_ros.isar.registry`; add a new method there.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
-
 import numpy as np
 
 from isar_ros.isar.dataset import Frame, Task
@@ -64,26 +62,3 @@ class EmptyMethod(Method):
     def predict(self, frame: Frame) -> np.ndarray:
         width, height = frame.scene.image_size
         return np.zeros((height, width), np.uint16)
-
-
-METHODS: dict[str, Callable[[dict], Method]] = {
-    "oracle": lambda options: OracleMethod(),
-    "empty": lambda options: EmptyMethod(),
-}
-
-
-def register(name: str, factory: Callable[[dict], Method]) -> None:
-    METHODS[name] = factory
-
-
-def create(name: str, options: dict | None = None) -> Method:
-    _load_plugins()
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[name](dict(options or {}))
-
-
-def _load_plugins() -> None:
-    """Methods that live in other modules register themselves when imported."""
-    import isar_ros.isar.baseline  # noqa: F401
-    import isar_ros.isar.core_methods  # noqa: F401

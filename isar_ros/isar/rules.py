@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
+from isar_ros.errors import InvalidInput
 
 PROMPT_EVERY_N_FRAMES = 10
 PROMPT_MIN_AREA_PX = 1000  # at the full ISAR resolution below; scaled with the image area
@@ -16,6 +17,19 @@ SMF_MIN_BOX_RATIO = 0.001
 CLT_MIN_OBJECTS = 6
 FST_SPEED_M_S = 1.5
 FST_ANGULAR_RAD_S = 1.0
+
+
+def object_name(isar_id: int) -> str:
+    """The name an ISAR object is taught under (sim bridge, benchmark, demo): its id as a decimal string."""
+    return str(int(isar_id))
+
+
+def isar_id_of(name: str) -> int:
+    """The ISAR id an object taught by :func:`object_name` stands for; ``ValueError`` for other names."""
+    if not name.isdigit():
+        raise InvalidInput(f"object name {name!r} is not an ISAR id; objects scored against ISAR ground truth must be taught "
+                         "under their dataset ids (the sim bridge and the benchmark do this)")
+    return int(name)
 
 
 def prompt_min_area(width: int, height: int) -> float:

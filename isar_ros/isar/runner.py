@@ -14,7 +14,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from isar_ros.isar.dataset import ATTRIBUTES, MODES, IsarDataset, Scene
+from isar_ros.isar.dataset import ATTRIBUTES, MODES, IsarDataset, IsarFormatError, Scene
 from isar_ros.isar.methods import Method
 from isar_ros.isar.metric import SceneScore, attribute_means, masks_from_labels, mean_over_scenes, paint_colors
 
@@ -70,7 +70,7 @@ def score_scene(scene: Scene, tracked_ids: Iterable[int], predictions: Iterable[
     for frame in scene:
         gt = frame.ground_truth()
         if gt is None:
-            raise FileNotFoundError(f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}")
+            raise IsarFormatError(f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}")
         labels = by_name.get(frame.name)
         masks = masks_from_labels(labels, score.objects) if labels is not None else {}
         score.add_frame(frame.name, masks, gt)
@@ -111,7 +111,7 @@ def run_benchmark(dataset: IsarDataset, method: Method, modes: Iterable[str] = M
                     score.seconds += time.perf_counter() - started
                     gt = frame.ground_truth()
                     if gt is None:
-                        raise FileNotFoundError(f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}")
+                        raise IsarFormatError(f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}")
                     if labels.shape != gt.shape:
                         raise ValueError(f"{method.name} predicted {labels.shape} for {frame}, ground truth is {gt.shape}")
                     score.add_frame(frame.name, masks_from_labels(labels, score.objects), gt)
@@ -121,48 +121,3 @@ def run_benchmark(dataset: IsarDataset, method: Method, modes: Iterable[str] = M
                 records.append(SceneRecord(task.name, scene.name, scene.attributes, score))
     bar.close()
     return result
-
-
-def score_recorded_bag(bag: Path, dataset: IsarDataset, topic: str = "/isar_inference/instances") -> tuple[str, SceneRecord]:
-    """Score the InstanceSegmentation messages recorded in ``bag`` (``isar-ros bag record``) against their scene.
-
-    The bag's metadata names the task, scene and start time; object names must be the ISAR ids the
-    objects were taught under (as the sim bridge teaches them). Returns (mode label, record).
-    """
-    import yaml
-    from rosbags.rosbag2 import Reader
-
-    from isar_ros.ros.image_conversion import image_to_numpy
-    from sim_bridge.bags import START_TIME_S, typestore
-
-    bag = Path(bag)
-    custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
-    if "isar_task" not in custom or "isar_scene" not in custom:
-        raise ValueError(f"{bag}: the recording does not say which scene it answers; record with --task and --scene")
-    task = dataset.task(custom["isar_task"])
-    scenes = [s for s in task.test_scenes + task.train_scenes if s.name == custom["isar_scene"]]
-    if not scenes:
-        raise KeyError(f"{bag}: scene {custom['isar_scene']!r} is not in task {task.name} of {dataset.root}")
-    scene = scenes[0]
-    start = float(custom.get("isar_start_time_s", START_TIME_S))
-    store = typestore()
-    predictions = {}
-    with Reader(bag) as reader:
-        connections = [c for c in reader.connections if c.topic == topic]
-        if not connections:
-            raise ValueError(f"{bag}: no {topic} messages recorded")
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = store.deserialize_cdr(raw, connection.msgtype)
-            index = int(round((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 - start) * 30.0))
-            if not 0 <= index < len(scene):
-                continue
-            labels = image_to_numpy(msg.label_image).astype(np.int64)
-            lookup = np.zeros(max([int(labels.max())] + [i.object_id for i in msg.instances]) + 1, np.int64)
-            for instance in msg.instances:
-                if not instance.name.isdigit():
-                    raise ValueError(f"{bag}: object {instance.object_id} is named {instance.name!r}, not an ISAR id; "
-                                     "teach through the sim bridge so that names are the dataset's ids")
-                lookup[instance.object_id] = int(instance.name)
-            predictions[scene.frame_names[index]] = lookup[labels]
-    score = score_scene(scene, task.semantic_ids, predictions.items())
-    return custom.get("isar_mode", "recorded"), SceneRecord(task.name, scene.name, scene.attributes, score)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 from geometry_msgs.msg import Point32
 from sensor_msgs.msg import RegionOfInterest
 
+from builtin_interfaces.msg import Time
+
+from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.prompt_mask import Prompt, PromptError
-from isar_ros.ros.image_conversion import numpy_to_image
+from isar_ros.msgio.image_codec import numpy_to_image
 from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, ObjectInfo
 from isar_ros_msgs.msg import Prompt as PromptMsg
 
 
 if TYPE_CHECKING:  # keeps torch out of processes that only convert prompts (the sim bridge)
     from isar_ros.core.inference import Segmentation
-
-
-class MemoryMessageError(ValueError):
-    """An InstanceMemory message that cannot be served; the message says what is wrong."""
 
 
 def prompt_from_msg(msg: PromptMsg) -> Prompt:
@@ -56,54 +54,42 @@ def segmentation_to_msg(segmentation: Segmentation, header) -> InstanceSegmentat
     return msg
 
 
-def export_to_msg(export: dict, stamp) -> InstanceMemory:
-    msg = InstanceMemory(version=int(export["version"]), backbone_id=export["backbone_id"], feature_dim=int(export["feature_dim"]))
+def snapshot_to_msg(snapshot: MemorySnapshot, stamp: Time) -> InstanceMemory:
+    """The ``InstanceMemory`` message of a snapshot (exact: its numbers are float32 already)."""
+    msg = InstanceMemory(version=int(snapshot.version), backbone_id=snapshot.backbone_id, feature_dim=int(snapshot.feature_dim))
     msg.header.stamp = stamp
-    for o in export["objects"]:
-        prototypes = np.asarray(o["prototypes"], np.float32)
+    for o in snapshot.objects:
+        c = o.classifier
+        prototypes = np.asarray(c.prototypes, np.float32)
         msg.objects.append(ObjectInfo(
-            object_id=int(o["object_id"]), name=o["name"], num_exemplars=int(o["num_exemplars"]),
-            weights=np.asarray(o["weights"], np.float32).tolist(), bias=float(o["bias"]),
-            mask_threshold=float(o["mask_threshold"]), presence_threshold=float(o["presence_threshold"]),
-            min_patches=int(o["min_patches"]), max_patches=int(o["max_patches"]),
+            object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars),
+            weights=np.asarray(c.weights, np.float32).tolist(), bias=float(c.bias),
+            mask_threshold=float(c.mask_threshold), presence_threshold=float(c.presence_threshold),
+            min_patches=int(o.min_patches), max_patches=int(o.max_patches),
             num_prototypes=int(prototypes.shape[0]), prototypes=prototypes.ravel().tolist(),
-            prototype_threshold=float(o["prototype_threshold"]),
+            prototype_threshold=float(c.prototype_threshold),
         ))
     return msg
 
 
-def msg_to_export(msg: InstanceMemory) -> dict:
-    """The export dict of :meth:`InstanceMemory.export` from a message, checked for consistency."""
+def msg_to_snapshot(msg: InstanceMemory) -> MemorySnapshot:
+    """The snapshot an ``InstanceMemory`` message carries; :class:`MemoryFormatError` naming what is inconsistent."""
     dim = int(msg.feature_dim)
     if dim <= 0:
-        raise MemoryMessageError(f"InstanceMemory version {msg.version} has feature_dim {dim}")
-    objects, seen = [], set()
+        raise MemoryFormatError(f"memory version {msg.version} has feature_dim {dim}")
+    objects = []
     for o in msg.objects:
-        weights = np.asarray(o.weights, np.float32)
         prototypes = np.asarray(o.prototypes, np.float32)
-        problem = None
-        if o.object_id == 0 or o.object_id in seen:
-            problem = "has id 0 or a repeated id"
-        elif weights.shape != (dim,):
-            problem = f"has {weights.size} weights, feature_dim is {dim}"
-        elif prototypes.size != o.num_prototypes * dim:
-            problem = f"has {prototypes.size} prototype values for {o.num_prototypes} prototypes of dim {dim}"
-        elif not (np.isfinite(weights).all() and np.isfinite(prototypes).all()
-                  and all(math.isfinite(v) for v in (o.bias, o.mask_threshold, o.presence_threshold, o.prototype_threshold))):
-            problem = "holds NaN or infinite numbers"
-        if problem:
-            raise MemoryMessageError(f"InstanceMemory version {msg.version}: object {o.object_id} ({o.name!r}) {problem}")
-        seen.add(o.object_id)
-        objects.append({
-            "object_id": int(o.object_id), "name": o.name, "num_exemplars": int(o.num_exemplars), "weights": weights,
-            "bias": float(o.bias), "mask_threshold": float(o.mask_threshold), "presence_threshold": float(o.presence_threshold),
-            "min_patches": int(o.min_patches), "max_patches": int(o.max_patches),
-            "prototypes": prototypes.reshape(-1, dim), "prototype_threshold": float(o.prototype_threshold),
-        })
-    return {"version": int(msg.version), "backbone_id": msg.backbone_id, "feature_dim": dim, "objects": objects}
+        if prototypes.size != o.num_prototypes * dim:
+            raise MemoryFormatError(f"memory version {msg.version}: object {o.object_id} ({o.name!r}) has {prototypes.size} "
+                                    f"prototype values for {o.num_prototypes} prototypes of dim {dim}")
+        classifier = ObjectClassifier(np.asarray(o.weights, np.float32), float(o.bias), float(o.mask_threshold),
+                                      float(o.presence_threshold), prototypes.reshape(-1, dim), float(o.prototype_threshold))
+        objects.append(SnapshotObject(int(o.object_id), o.name, int(o.num_exemplars), int(o.min_patches), int(o.max_patches),
+                                      classifier))
+    return MemorySnapshot(int(msg.version), msg.backbone_id, dim, tuple(objects)).validate()
 
 
-def object_summaries(export: dict) -> list[ObjectInfo]:
+def object_summaries(snapshot: MemorySnapshot) -> list[ObjectInfo]:
     """ObjectInfo per object with the classifier arrays left empty (for ListObjects)."""
-    return [ObjectInfo(object_id=int(o["object_id"]), name=o["name"], num_exemplars=int(o["num_exemplars"]))
-            for o in export["objects"]]
+    return [ObjectInfo(object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars)) for o in snapshot.objects]

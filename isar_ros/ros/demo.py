@@ -21,13 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from isar_ros.isar.dataset import FPS, MODES, IsarDataset
+from isar_ros.isar.dataset import MODES, IsarDataset
+from isar_ros.isar.rules import isar_id_of
+from isar_ros.msgio import timing, topics
 from isar_ros.isar.runner import BenchmarkResult, SceneRecord, score_scene
-from isar_ros.launcher import Graph, NodeSpec
+from isar_ros.ros.launcher import Graph, NodeFailed, NodeSpec
 from isar_ros.ros.environment import pick_domain_id, ros_environment
 
-START_TIME_S = 1000.0
-INSTANCES_TOPIC = "/isar_inference/instances"
+INSTANCES_TOPIC = topics.absolute(topics.INFERENCE_NODE, topics.INSTANCES)
 
 
 class DemoClient:
@@ -61,7 +62,7 @@ class DemoClient:
         self.thread.start()
 
     def on_instances(self, msg) -> None:
-        from isar_ros.ros.image_conversion import image_to_numpy
+        from isar_ros.msgio.image_codec import image_to_numpy
 
         with self.lock:
             if self.recording is not None:
@@ -123,10 +124,6 @@ def source(data: Path, bags: Path | None, task: str, split: str, scene: str) -> 
     return {"data": str(data), "task": task, "split": split, "scene": scene}
 
 
-def frame_index(stamp: tuple[int, int], start_time_s: float = START_TIME_S) -> int:
-    return int(round((stamp[0] + stamp[1] * 1e-9 - start_time_s) * FPS))
-
-
 def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Path | None = None,
              record: Path | None = None) -> BenchmarkResult:
     """Run the demo graph over ``data``; returns the scores (reports are written by the caller).
@@ -164,12 +161,12 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                             **source(data, bags, task.name, "train", scene.name), "teach": mode,
                             "play": False, "exit_when_done": True}), name=f"teach_{mode}_{task.name}_{scene.name}")
                         if bridge.wait(timeout=600) != 0:
-                            raise RuntimeError(f"teaching from {scene.name} failed; see {bridge.log_path}")
+                            raise NodeFailed(f"teaching from {scene.name} failed; see {bridge.log_path}")
                     version, objects = client.objects()
                     teach.stop()  # the memory stays on the inference node (and on disk)
                     to_isar = np.zeros(max(objects, default=0) + 1, np.int64)
                     for object_id, name in objects.items():
-                        to_isar[object_id] = int(name)
+                        to_isar[object_id] = isar_id_of(name)
                     client.wait_for_inference_memory(version)
                     result.train_seconds[mode] = result.train_seconds.get(mode, 0.0) + time.perf_counter() - started
                     log(f"{mode} {task.name}: taught {len(objects)} objects")
@@ -181,21 +178,21 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                             target.parent.mkdir(parents=True, exist_ok=True)
                             recorder = graph.start([sys.executable, "-m", "isar_ros.cli", "bag", "record", "--out", str(target),
                                                     "--task", task.name, "--scene", scene.name, "--mode", mode,
-                                                    "--start-time", str(START_TIME_S)], name=f"record_{mode}_{task.name}_{scene.name}")
+                                                    "--start-time", str(timing.REPLAY_START_S)], name=f"record_{mode}_{task.name}_{scene.name}")
                             client.wait_for_subscribers(INSTANCES_TOPIC, 2)  # this process and the recorder
                         client.start_recording()
                         bridge = graph.start(NodeSpec("sim_bridge_node", {
                             **source(data, bags, task.name, "test", scene.name), "rate_hz": 200.0,
                             "pace_topic": INSTANCES_TOPIC, "publish_ground_truth": False, "exit_when_done": True,
-                            "start_time_s": START_TIME_S}), name=f"play_{mode}_{task.name}_{scene.name}")
+                            "start_time_s": timing.REPLAY_START_S}), name=f"play_{mode}_{task.name}_{scene.name}")
                         if bridge.wait(timeout=900) != 0:
-                            raise RuntimeError(f"replaying {scene.name} failed; see {bridge.log_path}")
+                            raise NodeFailed(f"replaying {scene.name} failed; see {bridge.log_path}")
                         time.sleep(0.3)  # the last answer may still be in flight
                         recorded = client.stop_recording()
                         if recorder is not None:
                             recorder.stop()  # SIGINT: the bag is closed and complete
-                        predictions = {scene.frame_names[frame_index(k)]: to_isar[labels] for k, (labels, _, _) in recorded.items()
-                                       if 0 <= frame_index(k) < len(scene)}
+                        predictions = {scene.frame_names[timing.frame_index(k)]: to_isar[labels] for k, (labels, _, _) in recorded.items()
+                                       if 0 <= timing.frame_index(k) < len(scene)}
                         arrivals = sorted(t for _, _, t in recorded.values())
                         score = score_scene(scene, task.semantic_ids, predictions.items())
                         # throughput of the graph: frames answered between the first and the last answer

@@ -1,92 +1,136 @@
-"""Inference node: camera images in, instance segmentations out (``isar_inference``).
+"""Inference node: camera images in, instance segmentations out (``isar_inference``, a lifecycle node).
 
 Always works on the newest frame: the image callback only drops the frame into a one-slot mailbox
 (a frame still waiting there when a newer one arrives is dropped and counted); a worker thread
 takes the newest, runs the backbone and the instance finder, and publishes ``~/instances``
-(header = the image's), ``~/label_image`` (mono16), ``~/overlay`` (rgb8) and ``~/status``
-(diagnostic_msgs/DiagnosticStatus, once per ``status_period_s``). A new memory arriving on
-``memory`` is checked and swapped in between two frames; a bad one is refused and the last good
-memory keeps serving. Thresholds are parameters that can be changed at run time.
+(header = the image's), ``~/label_image`` (mono16), ``~/overlay`` (rgb8, when ``publish_overlay``)
+and ``~/camera_info`` (the camera's, stamped like the outputs, for RViz and image_proc). A new memory
+arriving on ``memory`` is checked and swapped in between two frames; a bad one is refused and the
+last good memory keeps serving. Thresholds are parameters that can be changed at run time.
+
+Health goes to ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, what rqt_robot_monitor and
+diagnostic_aggregator read) and ``~/status``, judged on the last few seconds: ERROR when images come
+in and nothing goes out, WARN for bad frames, no images, no memory, or sim time without ``/clock``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from isar_ros.core.backbones import create_backbone
+from isar_ros.core.backbones.factory import create_backbone
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
+from isar_ros.core.mask_predictors import create_mask_predictor
+from isar_ros.core.memory_snapshot import MemoryFormatError
+from isar_ros.core.perception import PerceptionConfig
 from isar_ros.core.stats import LatencyMeter, RateMeter
 from isar_ros.core.visualize import overlay
-from isar_ros.ros.conversions import MemoryMessageError, msg_to_export, segmentation_to_msg
-from isar_ros.ros.image_conversion import ImageConversionError, image_to_numpy, numpy_to_image
+from isar_ros.errors import UserError
+from isar_ros.msgio import topics
+from isar_ros.msgio.image_codec import camera_rgb, numpy_to_image
+from isar_ros.ros import qos
+from isar_ros.ros.conversions import msg_to_snapshot, segmentation_to_msg
+from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
-from isar_ros.ros.teach_node import MEMORY_QOS
+from isar_ros.settings import Spec, setting, specs
 from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
 
-RUNTIME_PARAMETERS = {  # parameter -> InferenceConfig field, changeable while running
-    "presence": "presence", "presence_offset": "presence_offset", "mask_offset": "mask_offset",
-    "hysteresis": "hysteresis", "temporal": "temporal", "edge_aware": "edge_aware", "matcher": "matcher",
-    "max_area_factor": "max_area_factor",
-}
+WINDOW_S = 5.0  # status is judged on this many recent seconds
 
 
-class InferenceNode(Node):
-    def __init__(self):
-        super().__init__("isar_inference")
-        p = self._param
-        defaults = InferenceConfig()
-        backbone_name = p("backbone", "handcrafted", "handcrafted (no weights) or dinov2_vit{s,b,l,g}14[_reg4]")
-        device = p("device", "auto", "auto (cuda when available), cpu or cuda")
-        self.backbone = create_backbone(backbone_name, device)
-        config = InferenceConfig(
-            matcher=p("matcher", defaults.matcher, "svm (per-object linear classifiers) or prototype"),
-            presence=p("presence", defaults.presence, "decide per object whether it is in view before painting it"),
-            presence_offset=p("presence_offset", defaults.presence_offset, "raise (>0) or lower every presence threshold, logit units"),
-            mask_offset=p("mask_offset", defaults.mask_offset, "raise (>0) or lower every mask threshold"),
-            hysteresis=p("hysteresis", defaults.hysteresis, "an object seen last frame stays present down to this below its threshold"),
-            temporal=p("temporal", defaults.temporal, "use the previous frame's decisions (hysteresis)"),
-            edge_aware=p("edge_aware", defaults.edge_aware, "snap mask borders to image edges (guided filter)"),
-            max_area_factor=p("max_area_factor", defaults.max_area_factor, "regions this much larger than any taught view are not the object"),
-        )
-        self.publish_overlay = p("publish_overlay", True, "publish ~/overlay (rgb8) for RViz")
-        reliability = p("image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort or reliable")
-        self.finder = InstanceFinder(ObjectModel(self._empty_export(), self.backbone.device), config)
+@dataclass
+class InferenceNodeSettings:
+    publish_overlay: bool = setting(True, "publish ~/overlay (rgb8 with the found objects drawn) for RViz", runtime=True)
+    image_reliability: str = setting("best_effort", "QoS reliability of the image subscription",
+                                     choices=qos.IMAGE_RELIABILITY)
+    status_period_s: float = setting(1.0, "seconds between status messages", runtime=True, low=0.05, high=3600.0)
+    memory_warning_s: float = setting(10.0, "warn when no memory has arrived this many seconds after start",
+                                      runtime=True, low=0.0, high=3600.0)
+
+
+INFERENCE_FIELDS = {f.name for f in fields(InferenceConfig)}
+
+
+def parameter_specs() -> list[Spec]:
+    """The node's parameters (besides ``autostart``): its own settings, the finder's, the backbone's."""
+    return specs(InferenceNodeSettings) + specs(InferenceConfig) + specs(PerceptionConfig, {"backbone", "device", "sam_checkpoint"})
+
+
+class InferenceNode(ManagedNode):
+    def __init__(self) -> None:
+        super().__init__(topics.INFERENCE_NODE, parameter_specs())
+        self._running = False
+        self._image_subscription: Any = None
+        self.worker: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def configure(self) -> None:
+        values = self.params.values
+        self.backbone = create_backbone(values["backbone"], values["device"])
+        config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
+        refiner = create_mask_predictor("sam", values["sam_checkpoint"], values["device"]) if config.refine == "sam" else None
+        self.finder = InstanceFinder(ObjectModel.empty(self.backbone.backbone_id, self.backbone.feature_dim, self.backbone.device),
+                                     config, refiner)
         self._pending_model: ObjectModel | None = None
         self._mailbox: tuple[Image, float] | None = None
         self._wake = threading.Condition()
-        self._running = True
-        self.dropped = 0
-        self.bad_frames = 0
-        self.input_rate, self.output_rate, self.latency = RateMeter(), RateMeter(), LatencyMeter()
+        self.dropped = self.bad_frames = 0
+        self.last_problem = ""
+        self.memory_received = False
+        self.started = time.monotonic()
+        self._camera_info: CameraInfo | None = None
+        self.input_rate, self.output_rate, self.bad_rate = RateMeter(WINDOW_S), RateMeter(WINDOW_S), RateMeter(WINDOW_S)
+        self.latency = LatencyMeter(window_s=WINDOW_S)
+        self.instances_pub = self.create_lifecycle_publisher(InstanceSegmentation, topics.INSTANCES, qos.OUTPUTS)
+        self.label_pub = self.create_lifecycle_publisher(Image, topics.LABEL_IMAGE, qos.OUTPUTS)
+        self.overlay_pub = self.create_lifecycle_publisher(Image, topics.OVERLAY, qos.OUTPUTS)
+        self.info_pub = self.create_lifecycle_publisher(CameraInfo, topics.OUTPUT_CAMERA_INFO, qos.OUTPUTS)
+        self.status_pub = self.create_lifecycle_publisher(DiagnosticStatus, topics.STATUS, qos.OUTPUTS)
+        self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.OUTPUTS)
+        self._configured_subscriptions = [
+            self.create_subscription(InstanceMemory, topics.MEMORY, self.on_memory, qos.MEMORY),
+            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.on_camera_info, qos.SENSOR),
+        ]
+        self._reset_service = self.create_service(Trigger, "~/reset", self.on_reset)
+        self.status_timer = self.create_timer(values["status_period_s"], self.publish_status)
+        self.get_logger().info(f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device}; "
+                               f"waiting for a memory on {self.resolve_topic_name(topics.MEMORY)}")
 
-        image_qos = qos_profile_sensor_data if reliability == "best_effort" else QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.instances_pub = self.create_publisher(InstanceSegmentation, "~/instances", 10)
-        self.label_pub = self.create_publisher(Image, "~/label_image", 10)
-        self.overlay_pub = self.create_publisher(Image, "~/overlay", 10)
-        self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", 10)
-        self.create_subscription(Image, "image", self.on_image, image_qos)
-        self.create_subscription(InstanceMemory, "memory", self.on_memory, MEMORY_QOS)
-        self.create_service(Trigger, "~/reset", self.on_reset)
-        self.add_on_set_parameters_callback(self.on_parameters)
-        self.create_timer(p("status_period_s", 1.0, "seconds between ~/status messages"), self.publish_status)
+    def activate(self) -> None:
+        qos_profile = qos.camera_qos(self.params.values["image_reliability"])
+        self._image_subscription = self.create_subscription(Image, topics.IMAGE, self.on_image, qos_profile)
+        self._running = True
         self.worker = threading.Thread(target=self._work, name="isar_inference_worker", daemon=True)
         self.worker.start()
-        self.get_logger().info(f"ready: backbone {self.backbone.backbone_id} on {self.backbone.device}; waiting for a memory")
 
-    def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+    def deactivate(self) -> None:
+        self._stop_worker()
+        if self._image_subscription is not None:
+            self.destroy_subscription(self._image_subscription)
+            self._image_subscription = None
 
-    def _empty_export(self) -> dict:
-        return {"version": 0, "backbone_id": self.backbone.backbone_id, "feature_dim": self.backbone.feature_dim, "objects": []}
+    def cleanup(self) -> None:
+        self.destroy_timer(self.status_timer)
+        for subscription in self._configured_subscriptions:
+            self.destroy_subscription(subscription)
+        self.destroy_service(self._reset_service)
+        for publisher in (self.instances_pub, self.label_pub, self.overlay_pub, self.info_pub, self.status_pub,
+                          self.diagnostics_pub):
+            self.destroy_lifecycle_publisher(publisher)
+
+    def on_parameters(self, changes: dict[str, Any]) -> None:
+        config_changes = {k: v for k, v in changes.items() if k in INFERENCE_FIELDS}
+        if config_changes:
+            self.finder.config = replace(self.finder.config, **config_changes)  # read by the worker at the next frame
+        if "status_period_s" in changes and hasattr(self, "status_timer"):
+            self.destroy_timer(self.status_timer)
+            self.status_timer = self.create_timer(changes["status_period_s"], self.publish_status)
 
     # ---- inputs -----------------------------------------------------------------------------------
     def on_image(self, msg: Image) -> None:
@@ -97,32 +141,22 @@ class InferenceNode(Node):
             self._mailbox = (msg, time.monotonic())
             self._wake.notify()
 
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
     def on_memory(self, msg: InstanceMemory) -> None:
         try:
-            export = msg_to_export(msg)
-            if export["backbone_id"] != self.backbone.backbone_id:
-                raise MemoryMessageError(f"memory version {msg.version} was taught with backbone {export['backbone_id']!r}, "
-                                         f"this node runs {self.backbone.backbone_id!r}; start both nodes with the same backbone")
-            self._pending_model = ObjectModel(export, self.backbone.device)
-            self.get_logger().info(f"memory version {msg.version}: {len(export['objects'])} objects")
-        except MemoryMessageError as error:
+            snapshot = msg_to_snapshot(msg)
+            if snapshot.backbone_id != self.backbone.backbone_id:
+                raise MemoryFormatError(f"memory version {msg.version} was taught with backbone {snapshot.backbone_id!r}, "
+                                        f"this node runs {self.backbone.backbone_id!r}; start both nodes with the same backbone")
+            self._pending_model = ObjectModel(snapshot, self.backbone.device)
+            self.memory_received = True
+            self.get_logger().info(f"memory version {msg.version}: {len(snapshot.objects)} objects")
+        except MemoryFormatError as error:
             self.get_logger().error(f"memory refused, still serving version {self.memory_version}: {error}")
 
-    def on_parameters(self, parameters) -> SetParametersResult:
-        changes = {}
-        for parameter in parameters:
-            if parameter.name in RUNTIME_PARAMETERS:
-                changes[RUNTIME_PARAMETERS[parameter.name]] = parameter.value
-            elif parameter.name in ("backbone", "device", "image_reliability"):
-                return SetParametersResult(successful=False, reason=f"{parameter.name} is fixed at start; restart the node to change it")
-        try:
-            config = replace(self.finder.config, **changes)
-        except (TypeError, ValueError) as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        self.finder.config = config  # read by the worker at the next frame
-        return SetParametersResult(successful=True)
-
-    def on_reset(self, _request, response: Trigger.Response):
+    def on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.finder.reset()
         response.success, response.message = True, "temporal state cleared"
         return response
@@ -142,53 +176,97 @@ class InferenceNode(Node):
                 self._pending_model = None
             try:
                 self._process(msg, arrived)
-            except ImageConversionError as error:
-                self.bad_frames += 1
-                self.get_logger().error(f"frame skipped: {error}", throttle_duration_sec=2.0)
+            except UserError as error:
+                self._skipped(f"frame skipped: {error}")
             except Exception as error:  # noqa: BLE001 - one bad frame must not stop the stream
-                self.bad_frames += 1
-                self.get_logger().error(f"frame skipped after an unexpected error: {error!r}", throttle_duration_sec=2.0)
+                if not self.context.ok():
+                    return  # shutting down: the publishers are gone, nothing is wrong with the frame
+                self._skipped(f"frame skipped after an unexpected error (a bug; please report it): {error!r}")
+
+    def _skipped(self, problem: str) -> None:
+        self.bad_frames += 1
+        self.bad_rate.tick()
+        self.last_problem = problem
+        self.get_logger().error(problem, throttle_duration_sec=2.0)
 
     def _process(self, msg: Image, arrived: float) -> None:
-        rgb = image_to_numpy(msg, "rgb8")
+        rgb, note = camera_rgb(msg)
+        if note:
+            self.get_logger().warning(note, once=True)
         segmentation = self.finder.find(self.backbone.extract(rgb), rgb)
         instances = segmentation_to_msg(segmentation, msg.header)
         self.instances_pub.publish(instances)
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
-        if self.publish_overlay:
+        if self.params.values["publish_overlay"]:
             names = {i.object_id: f"{i.name} {i.score:.2f}" for i in segmentation.instances}
             self.overlay_pub.publish(numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header))
+        info = self._camera_info
+        if info is not None and (info.width, info.height) == (msg.width, msg.height):
+            info = CameraInfo(header=msg.header, height=info.height, width=info.width, distortion_model=info.distortion_model,
+                              d=info.d, k=info.k, r=info.r, p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
+                              roi=info.roi)
+            self.info_pub.publish(info)
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
 
+    def _stop_worker(self) -> None:
+        self._running = False
+        if self.worker is not None:
+            with self._wake:
+                self._wake.notify()
+            self.worker.join(timeout=5.0)
+            self.worker = None
+
+    # ---- status -------------------------------------------------------------------------------------
     @property
     def memory_version(self) -> int:
         """The newest accepted memory (swapped in before the next frame)."""
-        pending = self._pending_model
-        return (pending or self.finder.model).version
+        return (self._pending_model or self.finder.model).version
+
+    def health(self) -> tuple[int, str]:
+        """(DiagnosticStatus level, message) from the last ``WINDOW_S`` seconds."""
+        input_rate, output_rate, bad_rate = self.input_rate.rate(), self.output_rate.rate(), self.bad_rate.rate()
+        image_topic = self.resolve_topic_name(topics.IMAGE)
+        if input_rate > 0 and output_rate == 0:
+            return DiagnosticStatus.ERROR, f"images arrive on {image_topic} but none is answered: {self.last_problem or 'busy'}"
+        if bad_rate > 0:
+            return DiagnosticStatus.WARN, f"{bad_rate:.1f} bad frames/s: {self.last_problem}"
+        if not self.memory_received and time.monotonic() - self.started > self.params.values["memory_warning_s"]:
+            return DiagnosticStatus.WARN, (f"no memory on {self.resolve_topic_name(topics.MEMORY)} yet; is a teach node "
+                                           "running in the same namespace?")
+        if self.get_parameter("use_sim_time").value and self.get_clock().now().nanoseconds == 0:
+            return DiagnosticStatus.WARN, "use_sim_time is true but nothing is published on /clock"
+        if input_rate == 0:
+            return DiagnosticStatus.WARN, f"no images on {image_topic} in the last {WINDOW_S:g} s"
+        return DiagnosticStatus.OK, "running"
 
     def publish_status(self) -> None:
+        level, message = self.health()
+        if level != DiagnosticStatus.OK:
+            self.get_logger().warning(message, throttle_duration_sec=10.0)
         p50, p90 = self.latency.percentiles(50, 90)
         values = {
             "input_rate_hz": f"{self.input_rate.rate():.2f}", "output_rate_hz": f"{self.output_rate.rate():.2f}",
             "latency_ms_p50": f"{p50:.1f}", "latency_ms_p90": f"{p90:.1f}", "dropped_frames": str(self.dropped),
             "bad_frames": str(self.bad_frames), "frames_out": str(self.output_rate.count),
-            "memory_version": str(self.memory_version), "objects": str(len((self._pending_model or self.finder.model))),
+            "memory_version": str(self.memory_version), "objects": str(len(self._pending_model or self.finder.model)),
             "device": str(self.backbone.device), "backbone": self.backbone.backbone_id,
         }
-        level = DiagnosticStatus.OK if self.output_rate.count or not self.input_rate.count else DiagnosticStatus.WARN
-        self.status_pub.publish(DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message="running",
-                                                 values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        status = DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message=message,
+                                  hardware_id=str(self.backbone.device),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self.status_pub.publish(status)
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
     def close(self) -> None:
-        """Stop the worker thread."""
-        self._running = False
-        with self._wake:
-            self._wake.notify()
-        self.worker.join(timeout=2.0)
+        """Stop the worker before the context goes (no 'publisher's context is invalid' at Ctrl-C)."""
+        self._stop_worker()
+        super().close()
 
 
-def main(args=None) -> int:
+def main(args: list[str] | None = None) -> int:
     return run_node(InferenceNode, args=args)
 
 

@@ -1,30 +1,43 @@
-"""The one ``main()`` of every isar_ros node: init, spin, end quietly on Ctrl-C or external shutdown."""
+"""The one ``main()`` of every isar_ros node: init, spin, end quietly on Ctrl-C, SIGTERM or external shutdown."""
 
 from __future__ import annotations
 
-from typing import Callable
+import sys
+from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, Executor, SingleThreadedExecutor
+from rclpy.node import Node
+
+from isar_ros.errors import UserError
 
 
-def run_node(make_node: Callable[[], "rclpy.node.Node"], make_executor: Callable = SingleThreadedExecutor, args=None) -> int:
-    """Create the node, spin it until shutdown, then call its ``close()`` (if any) and clean up.
+def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+             args: list[str] | None = None) -> int:
+    """Create the node, bring it up (``autostart``), spin it until shutdown, then ``close()`` it and clean up.
 
-    A configuration error while creating the node (bad dataset path, unknown backbone, missing
-    checkpoint) is printed as one line and gives exit code 2.
+    A configuration error while creating or configuring the node (bad parameter, unknown backbone,
+    missing checkpoint, unusable memory folder) is printed as one line naming the node and gives exit
+    code 2. rclpy turns SIGINT and SIGTERM into a shutdown, so ``timeout``, systemd and docker stop a
+    node as cleanly as Ctrl-C (the teach node saves its memory).
     """
     rclpy.init(args=args)
     node, code = None, 0
     try:
         node = make_node()
+        autostart = getattr(node, "autostart", None)
+        if autostart is not None:
+            autostart()
         executor = make_executor()  # after rclpy.init(): an executor needs the context
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        print(f"{getattr(node, 'get_name', lambda: 'isar_ros node')()}: {error}", flush=True)
+    except UserError as error:
+        text = str(error)
+        if node is not None and not text.startswith(node.get_name()):
+            text = f"{node.get_name()}: {text}"
+        print(text, file=sys.stderr, flush=True)
         code = 2
     finally:
         if node is not None:

@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from isar_ros.ros.node_main import run_node
+from isar_ros.errors import ConfigurationError
 
 DEFAULT_TOPICS = ("/isar_inference/instances",)
 TYPES = {"/isar_inference/instances": "isar_ros_msgs/msg/InstanceSegmentation",
@@ -38,7 +39,7 @@ class Recorder(Node):
         super().__init__("isar_recorder")
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from sim_bridge.bags import typestore
+        from isar_ros.msgio.bag_types import typestore
 
         self.store = typestore()
         self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
@@ -54,7 +55,7 @@ class Recorder(Node):
         for topic in topics:
             msgtype = TYPES.get(topic)
             if msgtype is None:
-                raise ValueError(f"unknown topic {topic!r} to record; known: {', '.join(TYPES)}")
+                raise ConfigurationError(f"unknown topic {topic!r} to record; known: {', '.join(TYPES)}")
             connection = self.writer.add_connection(topic, msgtype, typestore=self.store)
             self.create_subscription(_message_class(msgtype), topic, lambda data, c=connection: self.write(c, data), qos, raw=True)
         self.create_timer(0.2, self.check_done)

@@ -12,7 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, RegionOfInterest
 
-from isar_ros.ros.image_conversion import image_to_numpy, numpy_to_image
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros_msgs.msg import Instance, InstanceSegmentation
 
 WIDTH, HEIGHT = 640, 480

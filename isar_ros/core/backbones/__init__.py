@@ -1,5 +1,8 @@
-"""Backbones: an RGB image in, a grid of L2-normalised patch features out (see :class:`Backbone`)."""
+"""Backbones: an RGB image in, a grid of L2-normalised patch features out (see :class:`Backbone`).
 
-from isar_ros.core.backbones.base import Backbone, FeatureGrid, create_backbone
+The factory (``create_backbone``, ``resolve_device``) is in :mod:`isar_ros.core.backbones.factory`.
+"""
 
-__all__ = ["Backbone", "FeatureGrid", "create_backbone"]
+from isar_ros.core.backbones.base import Backbone, FeatureGrid
+
+__all__ = ["Backbone", "FeatureGrid"]

@@ -1,4 +1,4 @@
-"""The backbone interface and the factory that picks one from a configuration."""
+"""The backbone interface: an RGB image in, a grid of L2-normalised patch features out."""
 
 from __future__ import annotations
 
@@ -46,26 +46,3 @@ class Backbone(ABC):
     @abstractmethod
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
         """``rgb``: H x W x 3 uint8, RGB."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as torch names it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use device: auto or cpu")
-    return resolved
-
-
-def create_backbone(name: str = "handcrafted", device: str = "auto", **options) -> Backbone:
-    """``handcrafted`` (no weights, the offline default) or ``dinov2_vit{s,b,l,g}14[_reg4]``."""
-    if name == "handcrafted":
-        from isar_ros.core.backbones.handcrafted import HandcraftedBackbone
-
-        return HandcraftedBackbone(device=resolve_device(device), **options)
-    if name.startswith("dinov2_"):
-        from isar_ros.core.backbones.dinov2 import Dinov2Backbone
-
-        return Dinov2Backbone.from_name(name, device=resolve_device(device), **options)
-    raise ValueError(f"unknown backbone {name!r}; use 'handcrafted' or dinov2_vit{{s,b,l,g}}14[_reg4]")

@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from isar_ros.core.images import require_rgb
 from isar_ros.core.backbones.base import Backbone, FeatureGrid
+from isar_ros.errors import ConfigurationError, InvalidInput
 
 PATCH = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,7 +173,7 @@ def parse_name(name: str) -> tuple[VitSpec, int]:
     size = name[len(prefix):len(prefix) + 1] if name.startswith(prefix) else ""
     rest = name[len(prefix) + 1:]
     if size not in SPECS or rest not in ("14", "14_reg4"):
-        raise ValueError(f"unknown DINOv2 model {name!r}; use dinov2_vit{{s,b,l,g}}14 or dinov2_vit{{s,b,l,g}}14_reg4")
+        raise ConfigurationError(f"unknown DINOv2 model {name!r}; use dinov2_vit{{s,b,l,g}}14 or dinov2_vit{{s,b,l,g}}14_reg4")
     return SPECS[size], 4 if rest.endswith("reg4") else 0
 
 
@@ -181,7 +183,7 @@ def input_size(width: int, height: int, policy: str, short_side: int, stretch_si
         side = max(PATCH, round(stretch_size / PATCH) * PATCH)
         return side, side
     if policy != "keep_aspect":
-        raise ValueError(f"input policy must be keep_aspect or stretch, not {policy!r}")
+        raise ConfigurationError(f"input policy must be keep_aspect or stretch, not {policy!r}")
     scale = short_side / min(width, height)
     return (max(PATCH, round(width * scale / PATCH) * PATCH), max(PATCH, round(height * scale / PATCH) * PATCH))
 
@@ -215,8 +217,7 @@ class Dinov2Backbone(Backbone):
 
     @torch.inference_mode()
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        require_rgb(rgb)
         height, width = rgb.shape[:2]
         size = input_size(width, height, self.input_policy, self.short_side, self.stretch_size)
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
@@ -235,4 +236,4 @@ def load_checkpoint(model: nn.Module, path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"{path} is not a checkpoint of this DINOv2 model: {str(error)[:500]}") from error
+        raise InvalidInput(f"{path} is not a checkpoint of this DINOv2 model: {str(error)[:500]}") from error

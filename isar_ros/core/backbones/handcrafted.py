@@ -21,7 +21,9 @@ import cv2
 import numpy as np
 import torch
 
+from isar_ros.core.images import require_rgb
 from isar_ros.core.backbones.base import Backbone, FeatureGrid
+from isar_ros.errors import InvalidInput
 
 CHROMA_RANGE = (0.05, 0.65)  # rg chromaticity of real surfaces; grey is (1/3, 1/3)
 DARK_LEVEL = 60.0  # R + G + B below which chromaticity counts less (it is mostly noise there)
@@ -72,12 +74,11 @@ class HandcraftedBackbone(Backbone):
 
     @torch.inference_mode()
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        require_rgb(rgb)
         height, width = rgb.shape[:2]
         rows, cols = height // self.stride, width // self.stride
         if rows < 1 or cols < 1 or self.stride % 2:
-            raise ValueError(f"image {width}x{height} is smaller than one {self.stride}-pixel cell (stride must be even)")
+            raise InvalidInput(f"image {width}x{height} is smaller than one {self.stride}-pixel cell (stride must be even)")
         # Histograms are computed at half resolution: 4x fewer pixels, nearly the same cell statistics.
         half = cv2.resize(rgb[: rows * self.stride, : cols * self.stride], (cols * self.stride // 2, rows * self.stride // 2),
                           interpolation=cv2.INTER_AREA)

@@ -22,8 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from isar_ros.errors import InvalidInput
 
-class ImageConversionError(ValueError):
+
+class ImageConversionError(InvalidInput):
     """An image message that cannot be converted; the message says what is wrong."""
 
 
@@ -125,6 +127,32 @@ def image_to_numpy(msg: Any, desired_encoding: str = "passthrough") -> np.ndarra
     if not array.flags.owndata:
         array = array.copy()
     return convert_encoding(array, msg.encoding, desired_encoding)
+
+
+CAMERA_COLOUR = ("rgb8", "bgr8", "rgba8", "bgra8")
+CAMERA_MONO = ("mono8", "mono16", "16UC1")
+
+
+def camera_rgb(msg: Any) -> tuple[np.ndarray, str]:
+    """A camera image as H x W x 3 uint8 RGB, and a note ("" or what was converted, for a one-time warning).
+
+    Accepted: rgb8, bgr8, rgba8, bgra8 (converted exactly), mono8, mono16 / 16UC1 (grey: the colour
+    cues of the offline backbone are lost, so objects are found less reliably). Anything else
+    (yuv422, bayer_*, 32FC1 depth, ...) raises :class:`ImageConversionError` naming what is accepted.
+    """
+    if msg.encoding not in CAMERA_COLOUR + CAMERA_MONO:
+        raise ImageConversionError(
+            f"camera images must be one of {', '.join(CAMERA_COLOUR + CAMERA_MONO)}, not {msg.encoding!r}; "
+            "convert them first (image_proc's debayer, or the driver's colour format setting)"
+        )
+    array = image_to_numpy(msg)
+    if msg.encoding in CAMERA_COLOUR:
+        return convert_encoding(array, msg.encoding, "rgb8"), ""
+    if array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB), (
+        f"{msg.encoding} (grey) images are converted to RGB; without colour, objects are found less reliably - "
+        "publish rgb8 or bgr8 if the camera can")
 
 
 def check_array(array: np.ndarray, encoding: str) -> Encoding:
