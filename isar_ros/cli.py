@@ -1,11 +1,11 @@
 """``isar-ros``: one command for the product's jobs.
 
-    isar-ros demo                                            the README's main job (through the ROS nodes)
-    isar-ros up [--image TOPIC ...]                          teach + inference nodes on a live camera
-    isar-ros replay --data DIR [--task T --scene S]          sim bridge + teach + inference
-    isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format dataset
-    isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
-    isar-ros bag export|export-all ...                       ISAR scenes as rosbag2 files
+isar-ros demo                                            the README's main job (through the ROS nodes)
+isar-ros up [--image TOPIC ...]                          teach + inference nodes on a live camera
+isar-ros replay --data DIR [--task T --scene S]          sim bridge + teach + inference
+isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format dataset
+isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
+isar-ros bag export|export-all ...                       ISAR scenes as rosbag2 files
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def add_generate(sub) -> None:
     for f in fields(GeneratorConfig):
         kind = type(f.default)
         if kind is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default
+            )
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     parser.add_argument("--quiet", action="store_true")
@@ -53,8 +55,10 @@ def cmd_generate(args) -> int:
 
     config = GeneratorConfig(**{f.name: getattr(args, f.name) for f in fields(GeneratorConfig)})
     summary = generate(config, args.out, progress=not args.quiet)
-    print(f"generated {summary['tasks']} tasks, {summary['scenes']} scenes, {summary['frames']} frames "
-          f"in {summary['seconds']:.1f} s -> {args.out}")
+    print(
+        f"generated {summary['tasks']} tasks, {summary['scenes']} scenes, {summary['frames']} frames "
+        f"in {summary['seconds']:.1f} s -> {args.out}"
+    )
     return 0
 
 
@@ -62,13 +66,22 @@ def add_benchmark(sub) -> None:
     parser = sub.add_parser("benchmark", help="score a method on an ISAR-format dataset")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (holds the task folders)")
     parser.add_argument("--method", default="isar_ros", help="oracle, empty, isar_ros, isar_baseline")
-    parser.add_argument("--recorded", type=Path, action="append", metavar="BAG",
-                        help="score outputs recorded with `isar-ros bag record` instead of running a method (repeatable)")
+    parser.add_argument(
+        "--recorded",
+        type=Path,
+        action="append",
+        metavar="BAG",
+        help="score outputs recorded with `isar-ros bag record` instead of running a method (repeatable)",
+    )
     parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)")
-    parser.add_argument("--save-predictions", action="store_true", help="write official colour PNGs under OUT/predictions")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
+    )
+    parser.add_argument(
+        "--save-predictions", action="store_true", help="write official colour PNGs under OUT/predictions"
+    )
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -93,8 +106,14 @@ def cmd_benchmark(args) -> int:
         return 0
     method = registry.create(args.method, _parse_options(args.option))
     modes = MODES if args.mode == "both" else (args.mode,)
-    result = run_benchmark(dataset, method, modes, args.task, args.out / "predictions" if args.save_predictions else None,
-                           progress=not args.quiet)
+    result = run_benchmark(
+        dataset,
+        method,
+        modes,
+        args.task,
+        args.out / "predictions" if args.save_predictions else None,
+        progress=not args.quiet,
+    )
     paths = write_reports(result, args.out)
     print(markdown_summary(result))
     print(f"reports: {', '.join(str(p) for p in paths.values())}")
@@ -102,13 +121,22 @@ def cmd_benchmark(args) -> int:
 
 
 def add_demo(sub) -> None:
-    parser = sub.add_parser("demo", help="the main job: generate the demo dataset if missing, teach, find and score through the nodes")
+    parser = sub.add_parser(
+        "demo",
+        help="the main job: generate the demo dataset if missing, teach, find and score through the nodes",
+    )
     parser.add_argument("--data", type=Path, default=DEMO_DATA)
     parser.add_argument("--out", type=Path, default=DEMO_OUT)
     parser.add_argument("--mode", default="both", choices=["single_shot", "multi_shot", "both"])
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
-    parser.add_argument("--bags", type=Path, help="replay scene bags from this folder (isar-ros bag export-all) instead of the folders")
-    parser.add_argument("--record", type=Path, help="also record the outputs of each test scene as bags under this folder")
+    parser.add_argument(
+        "--bags",
+        type=Path,
+        help="replay scene bags from this folder (isar-ros bag export-all) instead of the folders",
+    )
+    parser.add_argument(
+        "--record", type=Path, help="also record the outputs of each test scene as bags under this folder"
+    )
 
 
 def ensure_demo_data(data: Path) -> None:
@@ -118,10 +146,14 @@ def ensure_demo_data(data: Path) -> None:
     if (data / ".complete").is_file() or (data.resolve() != DEMO_DATA.resolve() and data.is_dir()):
         return
     if data.resolve() != DEMO_DATA.resolve():
-        raise MissingResource(f"{data} does not exist; generate a dataset there first (isar-ros generate --out {data})")
+        raise MissingResource(
+            f"{data} does not exist; generate a dataset there first (isar-ros generate --out {data})"
+        )
     print(f"generating the synthetic demo dataset into {data} (once, about a minute)")
     generate(GeneratorConfig(), data)
-    (data / ".complete").write_text("demo configuration (sim_bridge.generator.GeneratorConfig defaults), seed 0\n")
+    (data / ".complete").write_text(
+        "demo configuration (sim_bridge.generator.GeneratorConfig defaults), seed 0\n"
+    )
 
 
 def cmd_demo(args) -> int:
@@ -144,20 +176,41 @@ def cmd_demo(args) -> int:
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default="/camera/image_raw", help="camera image topic (sensor_msgs/Image)")
-    parser.add_argument("--camera-info", help="camera info topic (default: beside the image, as image_transport does: "
-                                               "/camera/color/image_raw -> /camera/color/camera_info)")
+    parser.add_argument(
+        "--camera-info",
+        help="camera info topic (default: beside the image, as image_transport does: "
+        "/camera/color/image_raw -> /camera/color/camera_info)",
+    )
     parser.add_argument("--depth", default="/camera/depth/image_raw")
-    parser.add_argument("--camera-pose", default="/camera/pose", help="geometry_msgs/PoseStamped of the camera's optical frame")
-    parser.add_argument("--namespace", default="", help="run both nodes in this namespace (multi-robot: robot2)")
-    parser.add_argument("--memory-dir", type=Path, help="the teach node's memory folder (overrides the parameters file)")
+    parser.add_argument(
+        "--camera-pose",
+        default="/camera/pose",
+        help="geometry_msgs/PoseStamped of the camera's optical frame",
+    )
+    parser.add_argument(
+        "--namespace", default="", help="run both nodes in this namespace (multi-robot: robot2)"
+    )
+    parser.add_argument(
+        "--memory-dir", type=Path, help="the teach node's memory folder (overrides the parameters file)"
+    )
     parser.add_argument("--params-file", type=Path, help="parameters (default: config/isar_ros.yaml)")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="set a parameter of the node(s) that declare it (repeatable), e.g. -p presence_offset:=0.5")
-    parser.add_argument("--use-sim-time", action="store_true", help="follow /clock (replayed bags, simulators)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="set a parameter of the node(s) that declare it (repeatable), e.g. -p presence_offset:=0.5",
+    )
+    parser.add_argument(
+        "--use-sim-time", action="store_true", help="follow /clock (replayed bags, simulators)"
+    )
 
 
 def add_up(sub) -> None:
-    parser = sub.add_parser("up", help="start the teach and inference nodes on a live camera (Ctrl-C stops them)")
+    parser = sub.add_parser(
+        "up", help="start the teach and inference nodes on a live camera (Ctrl-C stops them)"
+    )
     _node_arguments(parser)
 
 
@@ -168,8 +221,12 @@ def add_replay(sub) -> None:
     parser.add_argument("--task", default="")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--scene", default="")
-    parser.add_argument("--teach", default="none", choices=["none", "single_shot", "multi_shot"],
-                        help="first teach the task's objects from its first train scene's prompts, then play")
+    parser.add_argument(
+        "--teach",
+        default="none",
+        choices=["none", "single_shot", "multi_shot"],
+        help="first teach the task's objects from its first train scene's prompts, then play",
+    )
     parser.add_argument("--loop", action="store_true")
     parser.add_argument("--rate", type=float, default=30.0)
 
@@ -182,15 +239,19 @@ def _node_specs(args, memory_dir: Path | None) -> list:
     from isar_ros.ros.lifecycle import AUTOSTART
     from isar_ros.settings import convert
 
-    known = {"teach_node": {s.name: s for s in [*teach_node.parameter_specs(), AUTOSTART]},
-             "inference_node": {s.name: s for s in [*inference_node.parameter_specs(), AUTOSTART]}}
+    known = {
+        "teach_node": {s.name: s for s in [*teach_node.parameter_specs(), AUTOSTART]},
+        "inference_node": {s.name: s for s in [*inference_node.parameter_specs(), AUTOSTART]},
+    }
     parameters: dict[str, dict] = {"teach_node": {}, "inference_node": {}}
     for pair in args.param:
         name, sep, value = pair.partition(":=")
         owners = [node for node, specs in known.items() if name in specs]
         if not sep or not owners:
-            raise ConfigurationError(f"-p {pair}: expected NAME:=VALUE with a parameter of the teach or inference node; "
-                                     f"known: {', '.join(sorted(set(known['teach_node']) | set(known['inference_node'])))}")
+            raise ConfigurationError(
+                f"-p {pair}: expected NAME:=VALUE with a parameter of the teach or inference node; "
+                f"known: {', '.join(sorted(set(known['teach_node']) | set(known['inference_node'])))}"
+            )
         for node in owners:
             parameters[node][name] = convert(known[node][name], value)
     if memory_dir is not None:
@@ -198,22 +259,38 @@ def _node_specs(args, memory_dir: Path | None) -> list:
     for node in parameters:
         if args.use_sim_time:
             parameters[node]["use_sim_time"] = True
-    camera = {topics.IMAGE: args.image, topics.CAMERA_INFO: args.camera_info or topics.camera_info_for(args.image),
-              topics.DEPTH: args.depth, topics.CAMERA_POSE: args.camera_pose, topics.PIXEL_CLICKS: args.image + "_mouse_left"}
-    return [NodeSpec("teach_node", parameters["teach_node"], camera, args.params_file, args.namespace),
-            NodeSpec("inference_node", parameters["inference_node"],
-                     {topics.IMAGE: args.image, topics.CAMERA_INFO: camera[topics.CAMERA_INFO]}, args.params_file, args.namespace)]
+    camera = {
+        topics.IMAGE: args.image,
+        topics.CAMERA_INFO: args.camera_info or topics.camera_info_for(args.image),
+        topics.DEPTH: args.depth,
+        topics.CAMERA_POSE: args.camera_pose,
+        topics.PIXEL_CLICKS: args.image + "_mouse_left",
+    }
+    return [
+        NodeSpec("teach_node", parameters["teach_node"], camera, args.params_file, args.namespace),
+        NodeSpec(
+            "inference_node",
+            parameters["inference_node"],
+            {topics.IMAGE: args.image, topics.CAMERA_INFO: camera[topics.CAMERA_INFO]},
+            args.params_file,
+            args.namespace,
+        ),
+    ]
 
 
 def _describe(args) -> list[str]:
     from isar_ros.msgio import topics
 
     out = lambda name: topics.absolute(topics.INFERENCE_NODE, name, args.namespace)  # noqa: E731
-    return [f"outputs: {out(topics.INSTANCES)} (isar_ros_msgs/InstanceSegmentation), {out(topics.LABEL_IMAGE)} (mono16),",
-            f"         {out(topics.OVERLAY)} (rgb8, for RViz), {out(topics.OUTPUT_CAMERA_INFO)}, /diagnostics",
-            f"teaching: {topics.absolute(topics.TEACH_NODE, '~/teach', args.namespace)} service, RViz Publish Point, "
-            "rqt_image_view clicks (docs/operator.md)",
-            "Ctrl-C (or SIGTERM) stops everything."]
+    return [
+        f"outputs: {out(topics.INSTANCES)} (isar_ros_msgs/InstanceSegmentation), {out(topics.LABEL_IMAGE)} "
+        "(mono16),",
+        f"         {out(topics.OVERLAY)} (rgb8, for RViz), {out(topics.OUTPUT_CAMERA_INFO)}, /diagnostics",
+        f"teaching: {topics.absolute(topics.TEACH_NODE, '~/teach', args.namespace)} service, RViz Publish "
+        "Point, "
+        "rqt_image_view clicks (docs/operator.md)",
+        "Ctrl-C (or SIGTERM) stops everything.",
+    ]
 
 
 def cmd_up(args) -> int:
@@ -223,7 +300,12 @@ def cmd_up(args) -> int:
         for spec in _node_specs(args, args.memory_dir):
             graph.start(spec, name=spec.executable)
         camera = args.camera_info or _camera_info_topic(args.image)
-        print("\n".join([f"camera: {args.image} (+ {camera}, {args.depth}, {args.camera_pose})", *_describe(args)]), flush=True)
+        print(
+            "\n".join(
+                [f"camera: {args.image} (+ {camera}, {args.depth}, {args.camera_pose})", *_describe(args)]
+            ),
+            flush=True,
+        )
         return graph.supervise()
 
 
@@ -245,21 +327,53 @@ def cmd_replay(args) -> int:
     task = dataset.task(args.task) if args.task else dataset.tasks[0]
     # A replay teaches the dataset's objects: into a folder of its own, never into the operator's memory.
     memory_dir = args.memory_dir or Path(tempfile.mkdtemp(prefix="isar_ros_replay_memory_"))
-    camera = {"image": args.image, "camera_info": args.camera_info or _camera_info_topic(args.image), "depth": args.depth,
-              "camera_pose": args.camera_pose}
-    bridge = {"data": str(args.data), "task": task.name, "split": args.split, "scene": args.scene, "loop": args.loop,
-              "rate_hz": args.rate}
+    camera = {
+        "image": args.image,
+        "camera_info": args.camera_info or _camera_info_topic(args.image),
+        "depth": args.depth,
+        "camera_pose": args.camera_pose,
+    }
+    bridge = {
+        "data": str(args.data),
+        "task": task.name,
+        "split": args.split,
+        "scene": args.scene,
+        "loop": args.loop,
+        "rate_hz": args.rate,
+    }
     try:
         with Graph() as graph:
             for spec in _node_specs(args, memory_dir):
                 graph.start(spec, name=spec.executable)
-            print(f"memory: {memory_dir}" + ("" if args.memory_dir else " (temporary; --memory-dir keeps it)"), flush=True)
+            print(
+                f"memory: {memory_dir}" + ("" if args.memory_dir else " (temporary; --memory-dir keeps it)"),
+                flush=True,
+            )
             if args.teach != "none":
-                print(f"teaching {task.name} from its train prompts ({args.teach}) before playing ...", flush=True)
-                teacher = graph.start(NodeSpec("sim_bridge_node", {
-                    "data": str(args.data), "task": task.name, "split": "train", "teach": args.teach, "play": False,
-                    "exit_when_done": True, "teach_service": f"/{args.namespace.strip('/')}/isar_teach/teach".replace("//", "/")},
-                    params_file=args.params_file, namespace=args.namespace), name="sim_bridge_teacher", helper=True)
+                print(
+                    f"teaching {task.name} from its train prompts ({args.teach}) before playing ...",
+                    flush=True,
+                )
+                teacher = graph.start(
+                    NodeSpec(
+                        "sim_bridge_node",
+                        {
+                            "data": str(args.data),
+                            "task": task.name,
+                            "split": "train",
+                            "teach": args.teach,
+                            "play": False,
+                            "exit_when_done": True,
+                            "teach_service": f"/{args.namespace.strip('/')}/isar_teach/teach".replace(
+                                "//", "/"
+                            ),
+                        },
+                        params_file=args.params_file,
+                        namespace=args.namespace,
+                    ),
+                    name="sim_bridge_teacher",
+                    helper=True,
+                )
                 with stop_signals_as_interrupt():
                     try:
                         code = graph.wait_for(teacher)
@@ -268,12 +382,30 @@ def cmd_replay(args) -> int:
                 if code is None:
                     return graph.supervise()  # a node failed while teaching: say which
                 if code != 0:
-                    print(f"teaching failed (sim bridge exit code {code}); see the output above", file=sys.stderr)
+                    print(
+                        f"teaching failed (sim bridge exit code {code}); see the output above",
+                        file=sys.stderr,
+                    )
                     return code
-            graph.start(NodeSpec("sim_bridge_node", bridge, remappings=camera, params_file=args.params_file,
-                                 namespace=args.namespace), name="sim_bridge_node")
-            print("\n".join([f"replaying {task.name}/{args.split} at {args.rate:g} Hz on {args.image}", *_describe(args)]),
-                  flush=True)
+            graph.start(
+                NodeSpec(
+                    "sim_bridge_node",
+                    bridge,
+                    remappings=camera,
+                    params_file=args.params_file,
+                    namespace=args.namespace,
+                ),
+                name="sim_bridge_node",
+            )
+            print(
+                "\n".join(
+                    [
+                        f"replaying {task.name}/{args.split} at {args.rate:g} Hz on {args.image}",
+                        *_describe(args),
+                    ]
+                ),
+                flush=True,
+            )
             return graph.supervise()
     finally:
         if args.memory_dir is None:
@@ -290,15 +422,26 @@ def add_bag(sub) -> None:
     export.add_argument("--split", default="test", choices=["train", "test"])
     export.add_argument("--out", type=Path, required=True, help="bag folder to write")
     export.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    export.add_argument("--compressed", action="store_true", help="also /image/compressed (the scene's JPEG bytes)")
+    export.add_argument(
+        "--compressed", action="store_true", help="also /image/compressed (the scene's JPEG bytes)"
+    )
     rec = bag.add_parser("record", help="record outputs into a bag (until Ctrl-C, --duration or --idle)")
     rec.add_argument("--out", type=Path, required=True)
-    rec.add_argument("--topic", action="append", help="topic to record (default /isar_inference/instances; repeatable)")
-    rec.add_argument("--task", default="", help="the ISAR task the outputs answer (for isar-ros benchmark --recorded)")
+    rec.add_argument(
+        "--topic", action="append", help="topic to record (default /isar_inference/instances; repeatable)"
+    )
+    rec.add_argument(
+        "--task", default="", help="the ISAR task the outputs answer (for isar-ros benchmark --recorded)"
+    )
     rec.add_argument("--scene", default="")
     rec.add_argument("--split", default="test")
     rec.add_argument("--mode", default="", help="single_shot or multi_shot, as a label in the scores")
-    rec.add_argument("--start-time", type=float, default=REPLAY_START_S, help="sim time of frame 0 (the sim bridge's start_time_s)")
+    rec.add_argument(
+        "--start-time",
+        type=float,
+        default=REPLAY_START_S,
+        help="sim time of frame 0 (the sim bridge's start_time_s)",
+    )
     rec.add_argument("--duration", type=float, default=0.0)
     rec.add_argument("--idle", type=float, default=0.0, help="stop this many seconds after the last message")
     everything = bag.add_parser("export-all", help="every scene of a dataset (resumes where it stopped)")
@@ -318,16 +461,32 @@ def cmd_bag(args) -> int:
         from isar_ros.ros.recorder import DEFAULT_TOPICS, record
 
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file(SHM_PROFILE)))
-        metadata = {k: v for k, v in {"isar_task": args.task, "isar_scene": args.scene, "isar_split": args.split,
-                                      "isar_mode": args.mode, "isar_start_time_s": args.start_time}.items() if v != ""}
+        metadata = {
+            k: v
+            for k, v in {
+                "isar_task": args.task,
+                "isar_scene": args.scene,
+                "isar_split": args.split,
+                "isar_mode": args.mode,
+                "isar_start_time_s": args.start_time,
+            }.items()
+            if v != ""
+        }
         return record(args.out, args.topic or list(DEFAULT_TOPICS), metadata, args.duration, args.idle)
     if args.bag_command == "export":
         task = IsarDataset(args.data).task(args.task)
-        scenes = [s for s in (task.train_scenes if args.split == "train" else task.test_scenes) if s.name == args.scene]
+        scenes = [
+            s
+            for s in (task.train_scenes if args.split == "train" else task.test_scenes)
+            if s.name == args.scene
+        ]
         if not scenes:
             raise ConfigurationError(f"no {args.split} scene {args.scene!r} in {task.name}")
         result = export_scene(scenes[0], args.out, args.storage, args.compressed)
-        print(f"wrote {result['bag']}: {result['frames']} frames, {result['bytes'] / 1e6:.1f} MB, {result['frames_per_s']:.1f} frames/s")
+        print(
+            f"wrote {result['bag']}: {result['frames']} frames, {result['bytes'] / 1e6:.1f} MB, "
+            f"{result['frames_per_s']:.1f} frames/s"
+        )
     else:
         results = export_dataset(args.data, args.out, args.storage, args.compressed)
         print(f"wrote {len(results)} bags into {args.out} (finished ones were skipped)")
@@ -335,7 +494,9 @@ def cmd_bag(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="isar-ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="isar-ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate(sub)
     add_benchmark(sub)
@@ -344,7 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     add_replay(sub)
     add_bag(sub)
     args = parser.parse_args(argv)
-    handlers = {"generate": cmd_generate, "benchmark": cmd_benchmark, "demo": cmd_demo, "up": cmd_up, "replay": cmd_replay, "bag": cmd_bag}
+    handlers = {
+        "generate": cmd_generate,
+        "benchmark": cmd_benchmark,
+        "demo": cmd_demo,
+        "up": cmd_up,
+        "replay": cmd_replay,
+        "bag": cmd_bag,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

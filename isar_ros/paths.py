@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 from isar_ros.errors import MissingResource
 
 PACKAGE = "isar_ros"
@@ -20,7 +21,8 @@ def share_dir() -> Path:
         return Path(get_package_share_directory(PACKAGE))
     except Exception as error:  # noqa: BLE001 - any failure means the same thing to the user
         raise MissingResource(
-            f"cannot find isar_ros's config/ folder (not a source checkout, and the ament index says: {error})"
+            "cannot find isar_ros's config/ folder (not a source checkout, and the ament index says: "
+            f"{error})"
         ) from error
 
 

@@ -28,8 +28,15 @@ class Spec:
     high: float | None = None
 
 
-def setting(default: Any, description: str, *, runtime: bool = False, choices: tuple[str, ...] = (),
-            low: float | None = None, high: float | None = None) -> Any:
+def setting(
+    default: Any,
+    description: str,
+    *,
+    runtime: bool = False,
+    choices: tuple[str, ...] = (),
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
     """A dataclass field with its :class:`Spec` in the metadata."""
     return dataclasses.field(default=default, metadata={"spec": (description, runtime, choices, low, high)})
 
@@ -65,11 +72,12 @@ def convert(spec: Spec, value: Any) -> Any:
             if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError
             value = int(value)
-        elif kind is str:
-            if not isinstance(value, str):
-                raise ValueError
+        elif kind is str and not isinstance(value, str):
+            raise ValueError
     except (TypeError, ValueError):
-        raise ConfigurationError(f"{spec.name}: expected {kind.__name__}, got {value!r} ({spec.description})") from None
+        raise ConfigurationError(
+            f"{spec.name}: expected {kind.__name__}, got {value!r} ({spec.description})"
+        ) from None
     if spec.choices and value not in spec.choices:
         raise ConfigurationError(f"{spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:

@@ -1,7 +1,9 @@
 """Teach + inference on a live camera (full ROS 2 install):
 
-    ros2 launch isar_ros isar_ros.launch.py image:=/camera/color/image_raw camera_info:=/camera/color/camera_info \
-        namespace:=robot2 memory_dir:=~/.ros/isar_ros/memory use_sim_time:=false params_file:=/path/to/params.yaml
+    ros2 launch isar_ros isar_ros.launch.py image:=/camera/color/image_raw
+    camera_info:=/camera/color/camera_info \
+        namespace:=robot2 memory_dir:=~/.ros/isar_ros/memory use_sim_time:=false
+        params_file:=/path/to/params.yaml
 
 The same graph as `isar-ros up`, from the same config/isar_ros.yaml. Both nodes are lifecycle nodes
 that configure and activate themselves (`autostart: true`); set `autostart:=false` to drive them with a
@@ -11,10 +13,11 @@ lifecycle manager instead.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
@@ -27,22 +30,41 @@ def generate_launch_description():
         ("camera_pose", LaunchConfiguration("camera_pose")),
         ("image_mouse_left", [image, "_mouse_left"]),
     ]
-    common = {"use_sim_time": LaunchConfiguration("use_sim_time"), "autostart": LaunchConfiguration("autostart")}
+    common = {
+        "use_sim_time": LaunchConfiguration("use_sim_time"),
+        "autostart": LaunchConfiguration("autostart"),
+    }
     params = LaunchConfiguration("params_file")
-    return LaunchDescription([
-        DeclareLaunchArgument("image", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info", description="beside the image topic"),
-        DeclareLaunchArgument("depth", default_value="/camera/depth/image_raw"),
-        DeclareLaunchArgument("camera_pose", default_value="/camera/pose"),
-        DeclareLaunchArgument("namespace", default_value=""),
-        DeclareLaunchArgument("params_file", default_value=default_params),
-        DeclareLaunchArgument("memory_dir", default_value="~/.ros/isar_ros/memory"),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("autostart", default_value="true"),
-        LifecycleNode(package="isar_ros", executable="teach_node", name="isar_teach", namespace=LaunchConfiguration("namespace"),
-                      parameters=[params, common, {"memory_dir": LaunchConfiguration("memory_dir")}],
-                      remappings=camera_remaps, output="screen"),
-        LifecycleNode(package="isar_ros", executable="inference_node", name="isar_inference",
-                      namespace=LaunchConfiguration("namespace"), parameters=[params, common],
-                      remappings=[("image", image), ("camera_info", LaunchConfiguration("camera_info"))], output="screen"),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("image", default_value="/camera/image_raw"),
+            DeclareLaunchArgument(
+                "camera_info", default_value="/camera/camera_info", description="beside the image topic"
+            ),
+            DeclareLaunchArgument("depth", default_value="/camera/depth/image_raw"),
+            DeclareLaunchArgument("camera_pose", default_value="/camera/pose"),
+            DeclareLaunchArgument("namespace", default_value=""),
+            DeclareLaunchArgument("params_file", default_value=default_params),
+            DeclareLaunchArgument("memory_dir", default_value="~/.ros/isar_ros/memory"),
+            DeclareLaunchArgument("use_sim_time", default_value="false"),
+            DeclareLaunchArgument("autostart", default_value="true"),
+            LifecycleNode(
+                package="isar_ros",
+                executable="teach_node",
+                name="isar_teach",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=[params, common, {"memory_dir": LaunchConfiguration("memory_dir")}],
+                remappings=camera_remaps,
+                output="screen",
+            ),
+            LifecycleNode(
+                package="isar_ros",
+                executable="inference_node",
+                name="isar_inference",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=[params, common],
+                remappings=[("image", image), ("camera_info", LaunchConfiguration("camera_info"))],
+                output="screen",
+            ),
+        ]
+    )

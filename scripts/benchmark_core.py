@@ -1,6 +1,7 @@
 """Speed and memory of the perception core, printed and saved (not a test: numbers, no assertions).
 
-    .venv/bin/python scripts/benchmark_core.py [--repeats 20] [--out docs/benchmarks.json] [--only teach,memory]
+    .venv/bin/python scripts/benchmark_core.py [--repeats 20] [--out docs/benchmarks.json] [--only
+    teach,memory]
 
 Measures, in one run on this machine:
 
@@ -27,6 +28,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ def test_image(width=640, height=480, seed=0) -> tuple[np.ndarray, list[tuple[in
     rng = np.random.default_rng(seed)
     image = rng.integers(60, 200, (height // 8, width // 8, 3)).astype(np.uint8).repeat(8, 0).repeat(8, 1)
     boxes = []
-    for k in range(4):
+    for _k in range(4):
         x0, y0 = int(rng.integers(0, width - 120)), int(rng.integers(0, height - 120))
         x1, y1 = x0 + int(rng.integers(60, 120)), y0 + int(rng.integers(60, 120))
         image[y0:y1, x0:x1] = rng.integers(0, 255, 3)
@@ -77,15 +79,23 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def summary(samples: list[float]) -> dict:
-    return {"median_ms": statistics.median(samples), "p90_ms": float(np.percentile(samples, 90)), "n": len(samples)}
+    return {
+        "median_ms": statistics.median(samples),
+        "p90_ms": float(np.percentile(samples, 90)),
+        "n": len(samples),
+    }
 
 
 def stage_latency(repeats: int) -> list[dict]:
     rows = []
     image, boxes = test_image()
-    candidates = [("handcrafted", {}, False), ("dinov2_vits14", {"random_init": True}, False),
-                  ("dinov2_vits14", {"random_init": True}, True), ("dinov2_vitb14", {"random_init": True}, False),
-                  ("dinov2_vitb14", {"random_init": True}, True)]
+    candidates = [
+        ("handcrafted", {}, False),
+        ("dinov2_vits14", {"random_init": True}, False),
+        ("dinov2_vits14", {"random_init": True}, True),
+        ("dinov2_vitb14", {"random_init": True}, False),
+        ("dinov2_vitb14", {"random_init": True}, True),
+    ]
     for name, options, bf16 in candidates:
         if name.startswith("dinov2"):
             options = {**options, "bf16": bf16}
@@ -93,35 +103,60 @@ def stage_latency(repeats: int) -> list[dict]:
         perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"), backbone=backbone)
         frame = perception.encode(image)
         perception.teach([(frame, [Prompt.from_isar(box_xyxy=boxes[0])])], name="object")
-        features = timed(lambda: backbone.extract(image), max(3, repeats // (5 if name != "handcrafted" else 1)))
+        features = timed(
+            lambda backbone=backbone: backbone.extract(image),
+            max(3, repeats // (5 if name != "handcrafted" else 1)),
+        )
         scoring, post = [], []
         for _ in range(repeats):
             segmentation = perception.finder.find(frame.grid, image)
             scoring.append(segmentation.timings_ms["scoring"])
             post.append(segmentation.timings_ms["postprocess"])
-        rows.append({"backbone": name + (" bf16" if bf16 else ""), "weights": "random" if name != "handcrafted" else "none needed",
-                     "grid": list(frame.grid.features.shape[:2]), "features": summary(features),
-                     "scoring": summary(scoring), "postprocess": summary(post)})
-        print(f"  {rows[-1]['backbone']:<22} features {rows[-1]['features']['median_ms']:8.1f} ms  "
-              f"scoring {rows[-1]['scoring']['median_ms']:6.2f} ms  post {rows[-1]['postprocess']['median_ms']:6.2f} ms")
+        rows.append(
+            {
+                "backbone": name + (" bf16" if bf16 else ""),
+                "weights": "random" if name != "handcrafted" else "none needed",
+                "grid": list(frame.grid.features.shape[:2]),
+                "features": summary(features),
+                "scoring": summary(scoring),
+                "postprocess": summary(post),
+            }
+        )
+        print(
+            f"  {rows[-1]['backbone']:<22} features {rows[-1]['features']['median_ms']:8.1f} ms  "
+            f"scoring {rows[-1]['scoring']['median_ms']:6.2f} ms  post "
+            f"{rows[-1]['postprocess']['median_ms']:6.2f} ms"
+        )
     return rows
 
 
-def synthetic_export(k: int, dim: int, features: np.ndarray, rng: np.random.Generator) -> dict:
-    """``k`` linear classifiers shaped like taught ones: weights towards a random patch, absent from this frame."""
+def synthetic_objects(
+    k: int, dim: int, features: np.ndarray, rng: np.random.Generator, first_id: int = 1
+) -> list:
+    """``k`` objects with linear classifiers shaped like taught ones: weights towards a random patch,
+    absent from this frame."""
+    from isar_ros.core.memory_snapshot import ObjectClassifier, SnapshotObject
+
     flat = features.reshape(-1, dim)
     objects = []
     for i in range(k):
         target = flat[rng.integers(len(flat))] - flat.mean(0)
         w = (target / np.linalg.norm(target) * 4.0).astype(np.float32)
-        objects.append({"object_id": i + 1, "name": f"object {i + 1}", "num_exemplars": 1, "weights": w,
-                        "bias": float(-(flat @ w).max() - 2.0), "mask_threshold": 0.0, "presence_threshold": 0.6,
-                        "min_patches": 20, "max_patches": 70, "prototypes": w[None] / 4.0, "prototype_threshold": 0.9})
-    return {"version": 1, "backbone_id": "handcrafted", "feature_dim": dim, "objects": objects}
+        classifier = ObjectClassifier(
+            weights=w,
+            bias=float(-(flat @ w).max() - 2.0),
+            mask_threshold=0.0,
+            presence_threshold=0.6,
+            prototypes=w[None] / 4.0,
+            prototype_threshold=0.9,
+        )
+        objects.append(SnapshotObject(first_id + i, f"object {first_id + i}", 1, 20, 70, classifier))
+    return objects
 
 
 def scaling(repeats: int) -> list[dict]:
-    """One frame showing one taught object; the memory holds it plus 0, 9 or 99 objects absent from the frame."""
+    """One frame showing one taught object; the memory holds it plus 0, 9 or 99 objects absent from the
+    frame."""
     from sklearn.svm import LinearSVC
 
     image, boxes = test_image()
@@ -134,28 +169,39 @@ def scaling(repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
     for k in (1, 10, 100):
-        export = perception.memory.export()
-        absent = synthetic_export(k - 1, perception.backbone.feature_dim, features, rng)["objects"]
-        for i, o in enumerate(absent):
-            o["object_id"] = 2 + i
-        export["objects"] = export["objects"] + absent
-        finder = InstanceFinder(ObjectModel(export, "cpu"), InferenceConfig())
+        snapshot = perception.snapshot()
+        absent = synthetic_objects(k - 1, perception.backbone.feature_dim, features, rng, first_id=2)
+        snapshot = replace(snapshot, objects=snapshot.objects + tuple(absent))
+        finder = InstanceFinder(ObjectModel(snapshot, "cpu"), InferenceConfig())
         found = finder.find(grid, image)
-        stacked = timed(lambda: finder.presence(finder.score(grid)), repeats)
-        whole = timed(lambda: finder.find(grid, image), repeats)
+        stacked = timed(lambda finder=finder: finder.presence(finder.score(grid)), repeats)
+        whole = timed(lambda finder=finder: finder.find(grid, image), repeats)
         models = []
-        for o in export["objects"]:
-            svm = LinearSVC().fit(np.stack([o["weights"], -o["weights"]]), [1, 0])
-            svm.coef_, svm.intercept_ = o["weights"][None].astype(np.float64), np.array([o["bias"]])
+        for o in snapshot.objects:
+            c = o.classifier
+            svm = LinearSVC().fit(np.stack([c.weights, -c.weights]), [1, 0])
+            svm.coef_, svm.intercept_ = c.weights[None].astype(np.float64), np.array([c.bias])
             models.append(svm)
-        loop = timed(lambda: [m.decision_function(flat) for m in models], repeats)
-        rows.append({"objects": k, "present": len(found.instances), "scoring": summary(stacked),
-                     "frame_without_features": summary(whole), "sklearn_loop": summary(loop)})
-        print(f"  {k:>3} objects ({len(found.instances)} present): scoring {rows[-1]['scoring']['median_ms']:6.2f} ms, "
-              f"frame without features {rows[-1]['frame_without_features']['median_ms']:6.2f} ms, "
-              f"sklearn decision_function loop {rows[-1]['sklearn_loop']['median_ms']:7.2f} ms")
+        loop = timed(lambda models=models: [m.decision_function(flat) for m in models], repeats)
+        rows.append(
+            {
+                "objects": k,
+                "present": len(found.instances),
+                "scoring": summary(stacked),
+                "frame_without_features": summary(whole),
+                "sklearn_loop": summary(loop),
+            }
+        )
+        print(
+            f"  {k:>3} objects ({len(found.instances)} present): scoring "
+            f"{rows[-1]['scoring']['median_ms']:6.2f} ms, "
+            f"frame without features {rows[-1]['frame_without_features']['median_ms']:6.2f} ms, "
+            f"sklearn decision_function loop {rows[-1]['sklearn_loop']['median_ms']:7.2f} ms"
+        )
     for row in rows:
-        row["frame_vs_1_object"] = row["frame_without_features"]["median_ms"] / rows[0]["frame_without_features"]["median_ms"]
+        row["frame_vs_1_object"] = (
+            row["frame_without_features"]["median_ms"] / rows[0]["frame_without_features"]["median_ms"]
+        )
         row["scoring_vs_1_object"] = row["scoring"]["median_ms"] / rows[0]["scoring"]["median_ms"]
         row["loop_vs_stacked"] = row["sklearn_loop"]["median_ms"] / row["scoring"]["median_ms"]
     return rows
@@ -166,14 +212,20 @@ def teach_latency(repeats: int) -> list[dict]:
     frames = [test_image(seed=s) for s in range(10)]
     for count in (1, 10):
         samples = []
-        for r in range(max(2, repeats // 5)):
+        for _r in range(max(2, repeats // 5)):
             perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
             start = time.perf_counter()
-            encoded = [(perception.encode(image), [Prompt.from_isar(box_xyxy=boxes[0])]) for image, boxes in frames[:count]]
+            encoded = [
+                (perception.encode(image), [Prompt.from_isar(box_xyxy=boxes[0])])
+                for image, boxes in frames[:count]
+            ]
             perception.teach(encoded, name="object")
             samples.append((time.perf_counter() - start) * 1000)
         rows.append({"exemplars": count, **summary(samples)})
-        print(f"  teach from {count:>2} exemplar(s): {rows[-1]['median_ms']:8.1f} ms (features, GrabCut, augmentation, fit)")
+        print(
+            f"  teach from {count:>2} exemplar(s): {rows[-1]['median_ms']:8.1f} ms (features, GrabCut, "
+            "augmentation, fit)"
+        )
     return rows
 
 
@@ -196,9 +248,19 @@ def memory_footprint(repeats: int) -> list[dict]:
             save = summary(timed(lambda: perception.save(folder), max(3, repeats // 4)))
             size = sum(f.stat().st_size for f in Path(folder).iterdir())
         message = len(serialize_message(snapshot_to_msg(perception.snapshot(), Time())))
-        rows.append({"objects": count, "saved_mb": size / 2**20, "save_ms": save["median_ms"], "message_kb": message / 1024})
-        print(f"  {count:>3} objects: saved memory {rows[-1]['saved_mb']:6.1f} MB, one save {save['median_ms']:7.1f} ms, "
-              f"InstanceMemory message {rows[-1]['message_kb']:7.1f} KiB")
+        rows.append(
+            {
+                "objects": count,
+                "saved_mb": size / 2**20,
+                "save_ms": save["median_ms"],
+                "message_kb": message / 1024,
+            }
+        )
+        print(
+            f"  {count:>3} objects: saved memory {rows[-1]['saved_mb']:6.1f} MB, one save "
+            f"{save['median_ms']:7.1f} ms, "
+            f"InstanceMemory message {rows[-1]['message_kb']:7.1f} KiB"
+        )
     return rows
 
 
@@ -206,17 +268,25 @@ SECTIONS = ("stages", "scaling", "teach", "memory")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.json")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run ({', '.join(SECTIONS)}); the others keep their saved results")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run ({', '.join(SECTIONS)}); the others keep their saved results",
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",")]
     if unknown := set(chosen) - set(SECTIONS):
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     torch.set_num_threads(torch.get_num_threads())
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}"
+    )
     result = json.loads(args.out.read_text()) if set(chosen) != set(SECTIONS) and args.out.exists() else {}
     if "stages" in chosen:
         print("1. latency by stage at 640x480")
@@ -225,8 +295,12 @@ def main() -> int:
         print("2. scoring cost against the number of taught objects (features excluded)")
         result["scaling"] = scaling(args.repeats * 5)
         for row in result["scaling"]:
-            print(f"  {row['objects']:>3} objects: frame (features excluded) {row['frame_vs_1_object']:.2f}x the 1-object cost, "
-                  f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is {row['loop_vs_stacked']:.1f}x slower than stacked scoring")
+            print(
+                f"  {row['objects']:>3} objects: frame (features excluded) {row['frame_vs_1_object']:.2f}x "
+                "the 1-object cost, "
+                f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is "
+                f"{row['loop_vs_stacked']:.1f}x slower than stacked scoring"
+            )
     if "teach" in chosen:
         print("3. teach latency")
         result["teach"] = teach_latency(args.repeats)

@@ -1,6 +1,6 @@
 """A contact sheet of a generated (or real) ISAR dataset: frames with their ground truth overlaid.
 
-    .venv/bin/python scripts/contact_sheet.py --data data/isar_demo --out docs/generator_contact_sheet.png
+.venv/bin/python scripts/contact_sheet.py --data data/isar_demo --out docs/generator_contact_sheet.png
 """
 
 import argparse
@@ -17,7 +17,9 @@ from isar_ros.isar.dataset import IsarDataset  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-scene", type=int, default=4)

@@ -58,6 +58,7 @@ while True:
 def teach_base_memory(objects: int):
     """A Perception with ``objects`` taught objects named 'object <k>' (no ROS)."""
     from benchmark_core import teach_test_objects
+
     from isar_ros.core.perception import Perception, PerceptionConfig
 
     perception = Perception(PerceptionConfig(device="cpu", mask_predictor="grabcut"))
@@ -74,7 +75,7 @@ def median_save_seconds(memory, folder: Path, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def state_of(memory: InstanceMemory) -> tuple[int, dict[int, str]]:
+def state_of(memory) -> tuple[int, dict[int, str]]:
     return memory.version, {i: o.name for i, o in memory.objects.items()}
 
 
@@ -110,11 +111,19 @@ class Workload(threading.Thread):
             if step == 0 or new_id is None:
                 op, request, expect = self.teach_request()
             elif step == 1:
-                op, request = "rename", self.types["rename"].Request(object_id=new_id, new_name=f"renamed {self.counter}")
+                op, request = (
+                    "rename",
+                    self.types["rename"].Request(object_id=new_id, new_name=f"renamed {self.counter}"),
+                )
                 expect = {**self.acked[1], new_id: request.new_name}
             elif step == 2:
                 object_id = base[self.counter % len(base)]
-                op, request = "rename", self.types["rename"].Request(object_id=object_id, new_name=f"object {object_id} v{self.counter}")
+                op, request = (
+                    "rename",
+                    self.types["rename"].Request(
+                        object_id=object_id, new_name=f"object {object_id} v{self.counter}"
+                    ),
+                )
                 expect = {**self.acked[1], object_id: request.new_name}
             else:
                 op, request = "forget", self.types["forget"].Request(object_id=new_id)
@@ -138,16 +147,21 @@ class Workload(threading.Thread):
 
     def teach_request(self):
         from benchmark_core import test_image
+        from isar_ros_msgs.msg import Prompt
         from sensor_msgs.msg import RegionOfInterest
 
         from isar_ros.msgio.image_codec import numpy_to_image
-        from isar_ros_msgs.msg import Prompt
 
         image, boxes = test_image(seed=self.counter % 5)
         x0, y0, x1, y1 = boxes[(self.counter // 5) % 4]
-        prompt = Prompt(has_box=True, box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1))
+        prompt = Prompt(
+            has_box=True,
+            box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1),
+        )
         name = f"taught {self.counter}"
-        request = self.types["teach"].Request(name=name, prompts=[prompt], image=numpy_to_image(image, "rgb8"))
+        request = self.types["teach"].Request(
+            name=name, prompts=[prompt], image=numpy_to_image(image, "rgb8")
+        )
         return "teach", request, {**self.acked[1], None: name}
 
     def close(self) -> None:
@@ -172,8 +186,11 @@ def where_killed(folder: Path, before: set[str], manifest_version: int, acked_ve
     if any(n.startswith(".manifest") for n in new):
         return "writing the manifest (its temporary file was left)"
     if sum(n.startswith("arrays-") for n in new) > 0 and len(list(folder.glob("arrays-*.npz"))) > 1:
-        return ("arrays file in place, manifest not yet replaced" if manifest_version == acked_version
-                else "manifest replaced, old arrays file not yet removed")
+        return (
+            "arrays file in place, manifest not yet replaced"
+            if manifest_version == acked_version
+            else "manifest replaced, old arrays file not yet removed"
+        )
     return "outside a save (no file left behind)"
 
 
@@ -187,7 +204,9 @@ def wait_for_save_start(folder: Path, workload: Workload, timeout: float = 60.0)
     deadline = time.monotonic() + timeout
     while not _temporary_arrays(folder) - seen:
         if time.monotonic() > deadline or workload.error:
-            raise RuntimeError(f"no save began within {timeout} s ({workload.error or 'no error from the node'})")
+            raise RuntimeError(
+                f"no save began within {timeout} s ({workload.error or 'no error from the node'})"
+            )
         time.sleep(0.0005)
 
 
@@ -227,8 +246,8 @@ def list_state(node, prefix: str, timeout: float = 60.0) -> tuple[int, dict[int,
 def node_trials(count: int, work: Path, rng: random.Random) -> dict:
     import rclpy
 
-    from isar_ros.ros.launcher import Graph, NodeSpec
     from isar_ros.ros.environment import pick_domain_id, ros_environment
+    from isar_ros.ros.launcher import Graph, NodeSpec
 
     os.environ.update(ros_environment(localhost_only=True, domain_id=pick_domain_id()))
     folder = work / "teach_node_memory"
@@ -241,8 +260,18 @@ def node_trials(count: int, work: Path, rng: random.Random) -> dict:
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    result = {"trials": 0, "previous": 0, "new": 0, "bad": [], "restart_mismatch": [], "where": {}, "requests": 0,
-              "save_ms": save_seconds * 1000, "start_s": [], "node_save_ms": []}
+    result = {
+        "trials": 0,
+        "previous": 0,
+        "new": 0,
+        "bad": [],
+        "restart_mismatch": [],
+        "where": {},
+        "requests": 0,
+        "save_ms": save_seconds * 1000,
+        "start_s": [],
+        "node_save_ms": [],
+    }
     counter = 0
     started = time.perf_counter()
     graph = Graph(env=os.environ.copy(), log_dir=work / "logs")
@@ -250,11 +279,15 @@ def node_trials(count: int, work: Path, rng: random.Random) -> dict:
         for trial in range(count + 1):  # the extra start only checks the last kill's restart
             name = f"isar_teach_crash{trial}"  # a fresh name: the killed node may linger in DDS discovery
             t0 = time.perf_counter()
-            process = graph.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": name}), name)
+            process = graph.start(
+                NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": name}), name
+            )
             listed = list_state(node, f"/{name}")
             result["start_s"].append(time.perf_counter() - t0)
             if listed != on_disk:
-                result["restart_mismatch"].append(f"trial {trial}: the node lists {listed}, the folder holds {on_disk}")
+                result["restart_mismatch"].append(
+                    f"trial {trial}: the node lists {listed}, the folder holds {on_disk}"
+                )
             if trial == count:
                 process.stop()
                 break
@@ -291,13 +324,20 @@ def node_trials(count: int, work: Path, rng: random.Random) -> dict:
             elif pending is not None and on_disk[0] == acked_version + 1 and matches(on_disk[1], pending):
                 result["new"] += 1
             else:
-                result["bad"].append(f"trial {trial} ({mode}): folder holds {on_disk}, acknowledged {acked_version} {acked}, in flight {pending}")
+                result["bad"].append(
+                    f"trial {trial} ({mode}): folder holds {on_disk}, acknowledged {acked_version} {acked}, "
+                    f"in flight {pending}"
+                )
             where = where_killed(folder, before, on_disk[0], acked_version)
             result["where"].setdefault(mode, {}).setdefault(where, 0)
             result["where"][mode][where] += 1
             result["trials"] += 1
-            print(f"trial {trial + 1}/{count}: {mode}, {where}, {result['previous']} previous / {result['new']} new / "
-                  f"{len(result['bad'])} bad", flush=True)
+            print(
+                f"trial {trial + 1}/{count}: {mode}, {where}, {result['previous']} previous / "
+                f"{result['new']} new / "
+                f"{len(result['bad'])} bad",
+                flush=True,
+            )
     finally:
         graph.stop()
         executor.shutdown()
@@ -326,8 +366,11 @@ def make_memories(folder: Path) -> tuple[Path, Path]:
     return folder / "A", folder / "B"
 
 
-def signature(memory: InstanceMemory) -> tuple:
-    return (memory.version, tuple((i, o.name, o.weights.tobytes()) for i, o in sorted(memory.objects.items())))
+def signature(memory) -> tuple:
+    return (
+        memory.version,
+        tuple((i, o.name, o.weights.tobytes()) for i, o in sorted(memory.objects.items())),
+    )
 
 
 def writer_trials(count: int, work: Path, rng: random.Random) -> dict:
@@ -339,7 +382,9 @@ def writer_trials(count: int, work: Path, rng: random.Random) -> dict:
     for trial in range(count):
         target = work / f"writer{trial}"
         save_memory(load_memory(a), target)  # a complete previous version to start from
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(a), str(b), str(target)], stdout=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(a), str(b), str(target)], stdout=subprocess.PIPE, text=True
+        )
         if writer.stdout.readline().strip() != "ready":
             raise RuntimeError("the writer process did not start; run it by hand to see why")
         time.sleep(rng.uniform(0.0, 3 * save_seconds))
@@ -355,61 +400,85 @@ def writer_trials(count: int, work: Path, rng: random.Random) -> dict:
 
 
 def report(args, node: dict | None, writer: dict | None) -> str:
-    parts = ["# Crash safety of the saved memory\n",
-             f"`.venv/bin/python scripts/crash_safety.py --node-trials {args.node_trials} --writer-trials {args.writer_trials}` "
-             "on 2 CPU cores. A save writes the arrays file under a temporary name, fsyncs it, renames it to a name made of "
-             "the version and its SHA-256, fsyncs the folder, then replaces manifest.json (which names the arrays file and "
-             "its checksum) the same way, and only then removes older files. A reader trusts only what manifest.json names "
-             "and checks the checksum.\n"]
+    parts = [
+        "# Crash safety of the saved memory\n",
+        f"`.venv/bin/python scripts/crash_safety.py --node-trials {args.node_trials} --writer-trials "
+        f"{args.writer_trials}` "
+        "on 2 CPU cores. A save writes the arrays file under a temporary name, fsyncs it, renames it to a "
+        "name made of "
+        "the version and its SHA-256, fsyncs the folder, then replaces manifest.json (which names the "
+        "arrays file and "
+        "its checksum) the same way, and only then removes older files. A reader trusts only what "
+        "manifest.json names "
+        "and checks the checksum.\n",
+    ]
     if node:
-        where = "\n".join(f"| {mode} | {place} | {n} |" for mode, places in node["where"].items() for place, n in sorted(places.items()))
+        where = "\n".join(
+            f"| {mode} | {place} | {n} |"
+            for mode, places in node["where"].items()
+            for place, n in sorted(places.items())
+        )
         parts.append(f"""## The teach node killed while it saves
 
-{node['trials']} times a real `isar_teach` process (memory of {BASE_OBJECTS} objects; one save takes {node['save_ms']:.0f} ms
-in-process) answering teach, rename and forget requests back to back ({node['requests']} requests answered in all,
+{node["trials"]} times a real `isar_teach` process (memory of {BASE_OBJECTS} objects; one save takes
+{node["save_ms"]:.0f} ms
+in-process) answering teach, rename and forget requests back to back ({node["requests"]} requests answered in
+all,
 each one autosaved) was killed with SIGKILL; then its folder was loaded and the node restarted on it.
 
 | after the kill, the folder loads as | trials |
 |---|---|
-| the last state the node acknowledged (previous version) | {node['previous']} |
-| the state of the request in flight (new version) | {node['new']} |
-| partial, mixed, unreadable or any other state | {len(node['bad'])} |
+| the last state the node acknowledged (previous version) | {node["previous"]} |
+| the state of the request in flight (new version) | {node["new"]} |
+| partial, mixed, unreadable or any other state | {len(node["bad"])} |
 
 Kills timed "during a save" waited for one whole save of the node (from the first temporary file to the
-replacement of manifest.json; median {statistics.median(node['node_save_ms'] or [float('nan')]):.0f} ms), then killed at a uniformly random
-point within 1.25 times that duration of the next save. Kills "at a random moment" came within 3 s of the first request.
+replacement of manifest.json; median {statistics.median(node["node_save_ms"] or [float("nan")]):.0f} ms),
+then killed at a uniformly random
+point within 1.25 times that duration of the next save. Kills "at a random moment" came within 3 s of the
+first request.
 
-Restarts whose ~/list differed from the folder: {len(node['restart_mismatch'])} of {len(node['start_s'])} starts
-(node start to first ~/list answer: median {statistics.median(node['start_s']):.1f} s). Where the kills landed, read from the files left behind:
+Restarts whose ~/list differed from the folder: {len(node["restart_mismatch"])} of {len(node["start_s"])}
+starts
+(node start to first ~/list answer: median {statistics.median(node["start_s"]):.1f} s). Where the kills
+landed, read from the files left behind:
 
 | kill timing | the kill landed | trials |
 |---|---|---|
 {where}
 
-Time: {node['seconds']:.0f} s.
+Time: {node["seconds"]:.0f} s.
 """)
         if node["bad"] or node["restart_mismatch"]:
-            parts.append("Failures:\n\n" + "\n".join(f"- {line}" for line in node["bad"] + node["restart_mismatch"]) + "\n")
+            parts.append(
+                "Failures:\n\n"
+                + "\n".join(f"- {line}" for line in node["bad"] + node["restart_mismatch"])
+                + "\n"
+            )
     if writer:
         o = writer["outcomes"]
         parts.append(f"""## The save alone
 
-{args.writer_trials} times a process saving two different memories A (2 objects) and B (3 objects) alternately into
-one folder was killed with SIGKILL at a random moment within its first three saves (one save: {writer['save_ms']:.0f} ms).
+{args.writer_trials} times a process saving two different memories A (2 objects) and B (3 objects)
+alternately into
+one folder was killed with SIGKILL at a random moment within its first three saves (one save:
+{writer["save_ms"]:.0f} ms).
 
 | after the kill, the folder loads as | trials |
 |---|---|
-| exactly A (ids, names, weights) | {o['A']} |
-| exactly B | {o['B']} |
-| partial, mixed or unreadable | {o['partial or unreadable']} |
+| exactly A (ids, names, weights) | {o["A"]} |
+| exactly B | {o["B"]} |
+| partial, mixed or unreadable | {o["partial or unreadable"]} |
 
-Time: {writer['seconds']:.0f} s.
+Time: {writer["seconds"]:.0f} s.
 """)
     return "\n".join(parts)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--node-trials", type=int, default=200)
     parser.add_argument("--writer-trials", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
@@ -422,7 +491,9 @@ def main() -> int:
     text = report(args, node, writer)
     args.out.write_text(text)
     print(text)
-    failed = (node and (node["bad"] or node["restart_mismatch"])) or (writer and writer["outcomes"]["partial or unreadable"])
+    failed = (node and (node["bad"] or node["restart_mismatch"])) or (
+        writer and writer["outcomes"]["partial or unreadable"]
+    )
     return 1 if failed else 0
 
 

@@ -26,7 +26,9 @@ def rewrite(text: str) -> str:
     site_packages = sysconfig.get_paths()["purelib"]
     numpy_include = numpy.get_include()
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    text = re.sub(BUILDER_PREFIX.pattern + rf"/lib/{version}/site-packages/numpy/_core/include", numpy_include, text)
+    text = re.sub(
+        BUILDER_PREFIX.pattern + rf"/lib/{version}/site-packages/numpy/_core/include", numpy_include, text
+    )
     text = re.sub(BUILDER_PREFIX.pattern + rf"/lib/{version}/site-packages", site_packages, text)
     text = re.sub(BUILDER_PREFIX.pattern + rf"/include/{version}", include_dir, text)
     return text

@@ -39,7 +39,9 @@ def random_dinov2_checkpoint(name: str, folder: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbone", default="handcrafted")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=8.0)
@@ -55,17 +57,17 @@ def main() -> int:
     os.environ["ISAR_ROS_WEIGHTS"] = weights
 
     import rclpy
+    from benchmark_core import test_image
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from isar_ros_msgs.msg import InstanceMemory
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
-    from diagnostic_msgs.msg import DiagnosticStatus
 
-    from benchmark_core import test_image
     from isar_ros.core.perception import Perception, PerceptionConfig
     from isar_ros.core.prompt_mask import Prompt
-    from isar_ros.ros.launcher import Graph, NodeSpec
-    from isar_ros.ros.conversions import snapshot_to_msg
     from isar_ros.msgio.image_codec import numpy_to_image
-    from isar_ros_msgs.msg import InstanceMemory
+    from isar_ros.ros.conversions import snapshot_to_msg
+    from isar_ros.ros.launcher import Graph, NodeSpec
 
     image, boxes = test_image()
     perception = Perception(PerceptionConfig(backbone=args.backbone, device="cpu", mask_predictor="grabcut"))
@@ -75,11 +77,18 @@ def main() -> int:
 
     rclpy.init()
     node = rclpy.create_node("measure_inference")
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     memory_pub = node.create_publisher(InstanceMemory, "/memory", latched)
     image_pub = node.create_publisher(Image, "/image", qos_profile_sensor_data)
     statuses = []
-    node.create_subscription(DiagnosticStatus, "/isar_inference/status", lambda m: statuses.append({kv.key: kv.value for kv in m.values}), 10)
+    node.create_subscription(
+        DiagnosticStatus,
+        "/isar_inference/status",
+        lambda m: statuses.append({kv.key: kv.value for kv in m.values}),
+        10,
+    )
     memory_pub.publish(snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg()))
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
@@ -96,7 +105,9 @@ def main() -> int:
             time.sleep(max(0.0, next_time - time.monotonic()))
 
     with Graph(log_dir=Path(tempfile.mkdtemp(prefix="isar_measure_"))) as graph:
-        graph.start(NodeSpec("inference_node", {"backbone": args.backbone, "device": "cpu", "status_period_s": 1.0}))
+        graph.start(
+            NodeSpec("inference_node", {"backbone": args.backbone, "device": "cpu", "status_period_s": 1.0})
+        )
         deadline = time.monotonic() + 120
         while not statuses and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -115,12 +126,17 @@ def main() -> int:
     frames_in = args.rate * args.seconds
     result = {
         "backbone": args.backbone + (" (random weights)" if args.backbone.startswith("dinov2") else ""),
-        "image": "640x480 rgb8", "input_rate_hz": float(last["input_rate_hz"]),
+        "image": "640x480 rgb8",
+        "input_rate_hz": float(last["input_rate_hz"]),
         "output_rate_hz": float(np.median([float(s["output_rate_hz"]) for s in window])),
-        "latency_ms_p50": float(last["latency_ms_p50"]), "latency_ms_p90": float(last["latency_ms_p90"]),
-        "dropped_frames": int(last["dropped_frames"]), "objects": args.objects, "device": last["device"],
-
-        "seconds_measured": args.seconds, "frames_sent_in_window": int(frames_in), "date": time.strftime("%Y-%m-%d"),
+        "latency_ms_p50": float(last["latency_ms_p50"]),
+        "latency_ms_p90": float(last["latency_ms_p90"]),
+        "dropped_frames": int(last["dropped_frames"]),
+        "objects": args.objects,
+        "device": last["device"],
+        "seconds_measured": args.seconds,
+        "frames_sent_in_window": int(frames_in),
+        "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(result, indent=1))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else []

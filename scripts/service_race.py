@@ -1,6 +1,7 @@
 """How often is the first request to a freshly started service server lost?
 
-    .venv/bin/python scripts/service_race.py [--trials 80] [--settle 0.5] [--profile config/fastdds_shm.xml] [--load 3]
+    .venv/bin/python scripts/service_race.py [--trials 80] [--settle 0.5] [--profile config/fastdds_shm.xml]
+    [--load 3]
 
 Each trial starts a new server process (std_srvs/Trigger), and this process - which holds many other
 endpoints, like a test or a UI would - calls it once as soon as ``wait_for_service`` succeeds (after
@@ -37,10 +38,16 @@ rclpy.spin(node)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=80)
-    parser.add_argument("--settle", type=float, default=0.5, help="seconds between wait_for_service and the request")
-    parser.add_argument("--profile", type=Path, default=ROOT / "config" / "fastdds_shm.xml", help="Fast DDS XML profile")
+    parser.add_argument(
+        "--settle", type=float, default=0.5, help="seconds between wait_for_service and the request"
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=ROOT / "config" / "fastdds_shm.xml", help="Fast DDS XML profile"
+    )
     parser.add_argument("--load", type=int, default=3, help="busy processes keeping the CPUs loaded")
     args = parser.parse_args()
     os.environ.update(ros_environment(localhost_only=True, domain_id=pick_domain_id()))
@@ -65,8 +72,11 @@ def main() -> int:
             service = f"/service_race{trial}/ping"
             log = logs / f"server{trial}.log"
             with open(log, "w") as output:
-                server = subprocess.Popen([sys.executable, "-c", SERVER, f"service_race_server{trial}", service],
-                                          stdout=subprocess.DEVNULL, stderr=output)
+                server = subprocess.Popen(
+                    [sys.executable, "-c", SERVER, f"service_race_server{trial}", service],
+                    stdout=subprocess.DEVNULL,
+                    stderr=output,
+                )
             client = node.create_client(Trigger, service)
             if not client.wait_for_service(timeout_sec=30):
                 raise RuntimeError(f"server {trial} never appeared; see {log}")
@@ -83,8 +93,10 @@ def main() -> int:
     finally:
         for process in busy:
             process.kill()
-    print(f"profile {args.profile.name}, settle {args.settle:g} s, {args.load} busy processes: "
-          f"{lost} of {args.trials} first answers lost; {refused} servers logged 'failed to send response'")
+    print(
+        f"profile {args.profile.name}, settle {args.settle:g} s, {args.load} busy processes: "
+        f"{lost} of {args.trials} first answers lost; {refused} servers logged 'failed to send response'"
+    )
     executor.shutdown()
     rclpy.try_shutdown()
     return 0

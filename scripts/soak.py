@@ -37,7 +37,9 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--flood-seconds", type=float, default=60.0)
     parser.add_argument("--update-every", type=float, default=5.0)
@@ -47,16 +49,16 @@ def main() -> int:
     os.environ.update(ros_environment(localhost_only=True, domain_id=pick_domain_id()))
 
     import rclpy
+    from benchmark_core import teach_test_objects, test_image
     from diagnostic_msgs.msg import DiagnosticStatus
+    from isar_ros_msgs.msg import InstanceMemory
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from benchmark_core import teach_test_objects, test_image
     from isar_ros.core.perception import Perception, PerceptionConfig
-    from isar_ros.ros.launcher import Graph, NodeSpec
-    from isar_ros.ros.conversions import snapshot_to_msg
     from isar_ros.msgio.image_codec import numpy_to_image
-    from isar_ros_msgs.msg import InstanceMemory
+    from isar_ros.ros.conversions import snapshot_to_msg
+    from isar_ros.ros.launcher import Graph, NodeSpec
 
     image = test_image()[0]
     perception = Perception(PerceptionConfig(device="cpu", mask_predictor="grabcut"))
@@ -64,11 +66,18 @@ def main() -> int:
 
     rclpy.init()
     node = rclpy.create_node("isar_soak")
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     memory_pub = node.create_publisher(InstanceMemory, "/memory", latched)
     image_pub = node.create_publisher(Image, "/image", qos_profile_sensor_data)
     status = {}
-    node.create_subscription(DiagnosticStatus, "/isar_inference/status", lambda m: status.update({kv.key: kv.value for kv in m.values}), 10)
+    node.create_subscription(
+        DiagnosticStatus,
+        "/isar_inference/status",
+        lambda m: status.update({kv.key: kv.value for kv in m.values}),
+        10,
+    )
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
@@ -104,11 +113,30 @@ def main() -> int:
                 if now - last_update >= args.update_every:
                     object_id = sorted(perception.memory.objects)[renamed % args.objects]
                     perception.rename(object_id, f"object {object_id} v{renamed}")
-                    memory_pub.publish(snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg()))
+                    memory_pub.publish(
+                        snapshot_to_msg(perception.snapshot(), node.get_clock().now().to_msg())
+                    )
                     last_update, renamed = now, renamed + 1
-                samples.append({"t": now - started, "phase": phase, "rss_mb": rss_mb(process.popen.pid),
-                                **{k: status.get(k) for k in ("input_rate_hz", "output_rate_hz", "latency_ms_p50", "latency_ms_p90",
-                                                              "dropped_frames", "bad_frames", "memory_version", "frames_out")}})
+                samples.append(
+                    {
+                        "t": now - started,
+                        "phase": phase,
+                        "rss_mb": rss_mb(process.popen.pid),
+                        **{
+                            k: status.get(k)
+                            for k in (
+                                "input_rate_hz",
+                                "output_rate_hz",
+                                "latency_ms_p50",
+                                "latency_ms_p90",
+                                "dropped_frames",
+                                "bad_frames",
+                                "memory_version",
+                                "frames_out",
+                            )
+                        },
+                    }
+                )
         running = False
         publisher.join()  # no publish may race rclpy's shutdown
         alive = process.popen.poll() is None
@@ -144,16 +172,20 @@ def report(samples: list[dict], final_version: int, alive: bool, args) -> None:
     rows = []
     for phase in dict.fromkeys(s["phase"] for s in samples):
         chosen = [s for s in samples if s["phase"] == phase]
-        warm = chosen[len(chosen) // 10:] if phase == "30 Hz" else chosen
+        warm = chosen[len(chosen) // 10 :] if phase == "30 Hz" else chosen
         rss = [s["rss_mb"] for s in warm]
-        rows.append(f"| {phase} | {len(chosen)} s | {np.median([float(s['input_rate_hz']) for s in warm]):.1f} | "
-                    f"{np.median([float(s['output_rate_hz']) for s in warm]):.1f} | {np.median([float(s['latency_ms_p50']) for s in warm]):.0f} | "
-                    f"{np.median([float(s['latency_ms_p90']) for s in warm]):.0f} | {min(rss):.0f} - {max(rss):.0f} |")
+        rows.append(
+            f"| {phase} | {len(chosen)} s | {np.median([float(s['input_rate_hz']) for s in warm]):.1f} | "
+            f"{np.median([float(s['output_rate_hz']) for s in warm]):.1f} | "
+            f"{np.median([float(s['latency_ms_p50']) for s in warm]):.0f} | "
+            f"{np.median([float(s['latency_ms_p90']) for s in warm]):.0f} | {min(rss):.0f} - {max(rss):.0f} |"
+        )
     first_rss = [s["rss_mb"] for s in samples if s["phase"] == "30 Hz"]
-    growth = np.median(first_rss[-60:]) - np.median(first_rss[len(first_rss) // 10:][:60])
+    growth = np.median(first_rss[-60:]) - np.median(first_rss[len(first_rss) // 10 :][:60])
     text = f"""# Soak test of the inference node
 
-`.venv/bin/python scripts/soak.py --minutes {args.minutes:g} --flood-seconds {args.flood_seconds:g}` on 2 CPU cores:
+`.venv/bin/python scripts/soak.py --minutes {args.minutes:g} --flood-seconds {args.flood_seconds:g}` on 2 CPU
+cores:
 a real `isar_inference` process (offline backbone) fed 640x480 rgb8 at 30 Hz, best effort, with
 {args.objects} taught objects and a new memory version every {args.update_every:g} s; then a flood at 200 Hz.
 Medians per phase after warm-up (the first tenth of the 30 Hz phase is left out of the medians):
@@ -162,12 +194,14 @@ Medians per phase after warm-up (the first tenth of the 30 Hz phase is left out 
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-- Frames dropped in all (the node works on the newest frame and drops the rest): {samples[-1]['dropped_frames']};
-  frames answered: {samples[-1]['frames_out']}; bad frames: {samples[-1]['bad_frames']}.
-- Memory versions: the last one published was {final_version}; the node reported {samples[-1]['memory_version']} at the end
+- Frames dropped in all (the node works on the newest frame and drops the rest):
+{samples[-1]["dropped_frames"]};
+  frames answered: {samples[-1]["frames_out"]}; bad frames: {samples[-1]["bad_frames"]}.
+- Memory versions: the last one published was {final_version}; the node reported
+{samples[-1]["memory_version"]} at the end
   (its last status message can predate an update published in the last second).
 - Resident memory, median of the last minute minus median of the first minute after warm-up: {growth:+.1f} MB.
-- The node was {'still running' if alive else 'NOT running'} at the end.
+- The node was {"still running" if alive else "NOT running"} at the end.
 
 ![soak](soak.png)
 """

@@ -19,23 +19,25 @@ from pathlib import Path
 import numpy as np
 
 from isar_ros.core.geometry import PinholeCamera, matrix_to_quaternion_xyzw
+from isar_ros.errors import InvalidInput, MissingResource
 from isar_ros.isar.dataset import MODES, IsarDataset, IsarPrompt, Scene, frame_name
-from isar_ros.msgio.timing import SCENE_FPS
 from isar_ros.isar.rules import isar_id_of, object_name
 from isar_ros.isar.runner import SceneRecord, score_scene
 from isar_ros.msgio import topics
 from isar_ros.msgio.bag_types import typestore
 from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
-from isar_ros.msgio.timing import REPLAY_START_S, frame_index, frame_seconds, split_seconds
-from isar_ros.errors import InvalidInput, MissingResource
+from isar_ros.msgio.timing import REPLAY_START_S, SCENE_FPS, frame_index, frame_seconds, split_seconds
 
 RECORDED_TOPIC = topics.absolute(topics.INFERENCE_NODE, topics.INSTANCES)
 
 FRAME_ID, WORLD_FRAME = "camera_optical", "world"
 TOPICS = {
-    "/image": "sensor_msgs/msg/Image", "/image/compressed": "sensor_msgs/msg/CompressedImage",
-    "/depth": "sensor_msgs/msg/Image", "/camera_info": "sensor_msgs/msg/CameraInfo",
-    "/camera_pose": "geometry_msgs/msg/PoseStamped", "/ground_truth": "sensor_msgs/msg/Image",
+    "/image": "sensor_msgs/msg/Image",
+    "/image/compressed": "sensor_msgs/msg/CompressedImage",
+    "/depth": "sensor_msgs/msg/Image",
+    "/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/camera_pose": "geometry_msgs/msg/PoseStamped",
+    "/ground_truth": "sensor_msgs/msg/Image",
     "/clock": "rosgraph_msgs/msg/Clock",
     **{f"/prompts/{mode}": "isar_ros_msgs/msg/LabelledPrompt" for mode in MODES},
 }
@@ -57,21 +59,38 @@ class _Messages:
 
     def image(self, array: np.ndarray, encoding: str, header):
         msg = numpy_to_image(array, encoding, msg_type=_Mutable)
-        return self.t["sensor_msgs/msg/Image"](header=header, height=msg.height, width=msg.width, encoding=encoding,
-                                               is_bigendian=msg.is_bigendian, step=msg.step,
-                                               data=np.frombuffer(msg.data, np.uint8))
+        return self.t["sensor_msgs/msg/Image"](
+            header=header,
+            height=msg.height,
+            width=msg.width,
+            encoding=encoding,
+            is_bigendian=msg.is_bigendian,
+            step=msg.step,
+            data=np.frombuffer(msg.data, np.uint8),
+        )
 
     def compressed(self, jpeg: bytes, header):
-        return self.t["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; jpeg compressed bgr8",
-                                                         data=np.frombuffer(jpeg, np.uint8))
+        return self.t["sensor_msgs/msg/CompressedImage"](
+            header=header, format="rgb8; jpeg compressed bgr8", data=np.frombuffer(jpeg, np.uint8)
+        )
 
     def camera_info(self, intr, header):
-        roi = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        roi = self.t["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        )
         return self.t["sensor_msgs/msg/CameraInfo"](
-            header=header, height=intr.height, width=intr.width, distortion_model="plumb_bob", d=np.zeros(5),
-            k=np.array([intr.fx, 0, intr.cx, 0, intr.fy, intr.cy, 0, 0, 1], float), r=np.eye(3).ravel(),
+            header=header,
+            height=intr.height,
+            width=intr.width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=np.array([intr.fx, 0, intr.cx, 0, intr.fy, intr.cy, 0, 0, 1], float),
+            r=np.eye(3).ravel(),
             p=np.array([intr.fx, 0, intr.cx, 0, 0, intr.fy, intr.cy, 0, 0, 0, 1, 0], float),
-            binning_x=0, binning_y=0, roi=roi)
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+        )
 
     def pose(self, T: np.ndarray, stamp):
         x, y, z, w = matrix_to_quaternion_xyzw(T[:3, :3])
@@ -83,10 +102,12 @@ class _Messages:
     def prompt(self, p, header):
         point = self.t["geometry_msgs/msg/Point32"](x=float(p.point_xy[0]), y=float(p.point_xy[1]), z=0.0)
         x0, y0, x1, y1 = p.box_xyxy
-        box = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=x0, y_offset=y0, height=y1 - y0 + 1, width=x1 - x0 + 1,
-                                                         do_rectify=False)
-        prompt = self.t["isar_ros_msgs/msg/Prompt"](header=header, points=[point], labels=np.array([1], np.uint8),
-                                                    has_box=True, box=box)
+        box = self.t["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=x0, y_offset=y0, height=y1 - y0 + 1, width=x1 - x0 + 1, do_rectify=False
+        )
+        prompt = self.t["isar_ros_msgs/msg/Prompt"](
+            header=header, points=[point], labels=np.array([1], np.uint8), has_box=True, box=box
+        )
         return self.t["isar_ros_msgs/msg/LabelledPrompt"](name=object_name(p.object_id), prompt=prompt)
 
 
@@ -94,8 +115,13 @@ class _Mutable:
     """Attribute bag for numpy_to_image when building rosbags messages."""
 
 
-def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: bool = False,
-                 start_time_s: float = REPLAY_START_S) -> dict:
+def export_scene(
+    scene: Scene,
+    out: Path,
+    storage: str = "mcap",
+    compressed: bool = False,
+    start_time_s: float = REPLAY_START_S,
+) -> dict:
     """Write ``scene`` as one rosbag2 bag at ``out`` (a folder, replaced if present). Returns a summary."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -115,10 +141,18 @@ def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: boo
             topics.pop(f"/prompts/{mode}")
     prompts = {mode: scene.prompts(mode) for mode in modes}
     with Writer(partial, version=9, storage_plugin=plugin) as writer:
-        connections = {topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in topics.items()}
-        for key, value in {"isar_task": scene.task_name, "isar_scene": scene.name, "isar_split": scene.split,
-                           "isar_modes": ",".join(modes), "isar_fps": str(SCENE_FPS), "isar_start_time_s": str(start_time_s),
-                           "isar_frames": str(len(scene))}.items():
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=store) for topic, msgtype in topics.items()
+        }
+        for key, value in {
+            "isar_task": scene.task_name,
+            "isar_scene": scene.name,
+            "isar_split": scene.split,
+            "isar_modes": ",".join(modes),
+            "isar_fps": str(SCENE_FPS),
+            "isar_start_time_s": str(start_time_s),
+            "isar_frames": str(len(scene)),
+        }.items():
             writer.set_custom_data(key, value)
         intr = scene.intrinsics
 
@@ -140,7 +174,9 @@ def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: boo
                 write("/depth", build.image(depth, "16UC1", header), ns)
             gt = frame.ground_truth()
             if gt is not None:
-                write("/ground_truth", build.image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header), ns)
+                write(
+                    "/ground_truth", build.image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header), ns
+                )
             write("/image", build.image(frame.rgb(), "rgb8", header), ns)
             if compressed:
                 write("/image/compressed", build.compressed(frame.rgb_path.read_bytes(), header), ns)
@@ -151,10 +187,18 @@ def export_scene(scene: Scene, out: Path, storage: str = "mcap", compressed: boo
     partial.rename(out)  # a bag folder is complete or absent
     seconds = time.perf_counter() - started
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return {"bag": str(out), "frames": len(scene), "seconds": seconds, "frames_per_s": len(scene) / seconds, "bytes": size}
+    return {
+        "bag": str(out),
+        "frames": len(scene),
+        "seconds": seconds,
+        "frames_per_s": len(scene) / seconds,
+        "bytes": size,
+    }
 
 
-def export_dataset(data: Path, out: Path, storage: str = "mcap", compressed: bool = False, progress: bool = True) -> list[dict]:
+def export_dataset(
+    data: Path, out: Path, storage: str = "mcap", compressed: bool = False, progress: bool = True
+) -> list[dict]:
     """Every scene of every task as ``out/<task>/<split>/<scene>`` bags; resumes: finished bags are skipped.
 
     ``out/progress.json`` lists the bags written (a bag folder appears only when complete).
@@ -184,12 +228,12 @@ def export_dataset(data: Path, out: Path, storage: str = "mcap", compressed: boo
 class BagFrame:
     """One frame of a :class:`BagScene`, with the accessors of :class:`isar_ros.isar.dataset.Frame`."""
 
-    def __init__(self, scene: "BagScene", index: int):
+    def __init__(self, scene: BagScene, index: int):
         self.scene, self.index = scene, index
         self.name = scene.frame_names[index]
 
     def _image(self, topic: str):
-        from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
+        from isar_ros.msgio.image_codec import image_to_numpy
 
         raw = self.scene.raw[topic].get(self.index)
         return None if raw is None else image_to_numpy(self.scene.decode(topic, raw))
@@ -210,8 +254,10 @@ class BagFrame:
         if raw is None:
             return None
         pose = self.scene.decode("/camera_pose", raw).pose
-        return pose_matrix([pose.position.x, pose.position.y, pose.position.z],
-                           [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w])
+        return pose_matrix(
+            [pose.position.x, pose.position.y, pose.position.z],
+            [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w],
+        )
 
 
 class BagScene:
@@ -232,8 +278,15 @@ class BagScene:
         custom = yaml.safe_load(meta_file.read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
         missing = {"isar_task", "isar_scene", "isar_split", "isar_frames"} - set(custom)
         if missing:
-            raise InvalidInput(f"{self.path}: not an ISAR scene bag (metadata lacks {sorted(missing)}); write it with isar-ros bag export")
-        self.task_name, self.name, self.split = custom["isar_task"], custom["isar_scene"], custom["isar_split"]
+            raise InvalidInput(
+                f"{self.path}: not an ISAR scene bag (metadata lacks {sorted(missing)}); write it with "
+                "isar-ros bag export"
+            )
+        self.task_name, self.name, self.split = (
+            custom["isar_task"],
+            custom["isar_scene"],
+            custom["isar_split"],
+        )
         self.start_time_s = float(custom.get("isar_start_time_s", REPLAY_START_S))
         count = int(custom["isar_frames"])
         self.frame_names = [frame_name(i) for i in range(count)]
@@ -250,7 +303,9 @@ class BagScene:
                 elif connection.topic in self.raw:
                     self.raw[connection.topic][index] = bytes(data)
         if len(self.raw["/image"]) != count:
-            raise InvalidInput(f"{self.path}: {len(self.raw['/image'])} images for {count} frames; the bag is incomplete")
+            raise InvalidInput(
+                f"{self.path}: {len(self.raw['/image'])} images for {count} frames; the bag is incomplete"
+            )
 
     def decode(self, topic: str, raw: bytes):
         return self.store.deserialize_cdr(raw, self.msgtypes[topic])
@@ -280,14 +335,26 @@ class BagScene:
         for index, raw in self.prompt_raw[mode]:
             msg = self.decode(f"/prompts/{mode}", raw)
             box = msg.prompt.box
-            prompts.setdefault(self.frame_names[index], []).append(IsarPrompt(
-                isar_id_of(msg.name), (int(msg.prompt.points[0].x), int(msg.prompt.points[0].y)),
-                (int(box.x_offset), int(box.y_offset), int(box.x_offset + box.width - 1), int(box.y_offset + box.height - 1))))
+            prompts.setdefault(self.frame_names[index], []).append(
+                IsarPrompt(
+                    isar_id_of(msg.name),
+                    (int(msg.prompt.points[0].x), int(msg.prompt.points[0].y)),
+                    (
+                        int(box.x_offset),
+                        int(box.y_offset),
+                        int(box.x_offset + box.width - 1),
+                        int(box.y_offset + box.height - 1),
+                    ),
+                )
+            )
         return prompts
 
 
-def score_recorded_bag(bag: Path, dataset: IsarDataset, topic: str = RECORDED_TOPIC) -> tuple[str, SceneRecord]:
-    """Score the InstanceSegmentation messages recorded in ``bag`` (``isar-ros bag record``) against their scene.
+def score_recorded_bag(
+    bag: Path, dataset: IsarDataset, topic: str = RECORDED_TOPIC
+) -> tuple[str, SceneRecord]:
+    """Score the InstanceSegmentation messages recorded in ``bag`` (``isar-ros bag record``) against their
+    scene.
 
     The bag's metadata names the task, scene and start time; object names must be the ISAR ids the
     objects were taught under (as the sim bridge teaches them). Returns (mode label, record).
@@ -296,13 +363,20 @@ def score_recorded_bag(bag: Path, dataset: IsarDataset, topic: str = RECORDED_TO
     from rosbags.rosbag2 import Reader
 
     bag = Path(bag)
-    custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
+    custom = (
+        yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"].get("custom_data")
+        or {}
+    )
     if "isar_task" not in custom or "isar_scene" not in custom:
-        raise InvalidInput(f"{bag}: the recording does not say which scene it answers; record with --task and --scene")
+        raise InvalidInput(
+            f"{bag}: the recording does not say which scene it answers; record with --task and --scene"
+        )
     task = dataset.task(custom["isar_task"])
     scenes = [s for s in task.test_scenes + task.train_scenes if s.name == custom["isar_scene"]]
     if not scenes:
-        raise InvalidInput(f"{bag}: scene {custom['isar_scene']!r} is not in task {task.name} of {dataset.root}")
+        raise InvalidInput(
+            f"{bag}: scene {custom['isar_scene']!r} is not in task {task.name} of {dataset.root}"
+        )
     scene = scenes[0]
     start = float(custom.get("isar_start_time_s", REPLAY_START_S))
     store = typestore()

@@ -26,8 +26,11 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point32, PoseStamped, Quaternion
-from rclpy.duration import Duration
+from isar_ros_msgs.msg import InstanceSegmentation
+from isar_ros_msgs.msg import Prompt as PromptMsg
+from isar_ros_msgs.srv import TeachObject
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -36,23 +39,21 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
 from isar_ros.core.geometry import PinholeCamera, matrix_to_quaternion_xyzw
+from isar_ros.errors import ConfigurationError
 from isar_ros.isar.dataset import IsarDataset
 from isar_ros.isar.layout import MODES, SPLITS
 from isar_ros.isar.rules import object_name
 from isar_ros.msgio import timing, topics
-from isar_ros.ros import services
 from isar_ros.msgio.image_codec import numpy_to_image
-from isar_ros.ros import qos
+from isar_ros.ros import qos, services
 from isar_ros.ros.node_main import run_node
 from isar_ros.ros.parameters import NodeParameters
 from isar_ros.settings import setting, specs
-from isar_ros_msgs.msg import InstanceSegmentation
-from isar_ros_msgs.msg import Prompt as PromptMsg
-from isar_ros_msgs.srv import TeachObject
 from sim_bridge.bags import BagScene
-from isar_ros.errors import ConfigurationError
 
-TEACH_TIMEOUT_S = 120.0  # one TeachObject answer; a lost one is logged and skipped instead of hanging the replay
+TEACH_TIMEOUT_S = (
+    120.0  # one TeachObject answer; a lost one is logged and skipped instead of hanging the replay
+)
 
 REPLAY_QOS = qos.REPLAY
 
@@ -63,10 +64,25 @@ def stamp_at(seconds: float) -> Time:
 
 
 def camera_info(intrinsics: PinholeCamera, header: Header) -> CameraInfo:
-    info = CameraInfo(header=header, width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob")
+    info = CameraInfo(
+        header=header, width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob"
+    )
     info.k = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 1.0]
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, 0.0, intrinsics.fy, intrinsics.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.p = [
+        intrinsics.fx,
+        0.0,
+        intrinsics.cx,
+        0.0,
+        0.0,
+        intrinsics.fy,
+        intrinsics.cy,
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+        0.0,
+    ]
     info.d = [0.0] * 5
     return info
 
@@ -83,13 +99,23 @@ def teach_requests(scene, mode: str, start_time_s: float):
     """(isar id, TeachObject.Request) per prompted frame and object, in frame order (images attached)."""
     for name, prompts in scene.prompts(mode).items():
         frame = scene.frame_by_name(name)
-        header = Header(stamp=stamp_at(timing.frame_seconds(frame.index, start_time_s)), frame_id="camera_optical")
+        header = Header(
+            stamp=stamp_at(timing.frame_seconds(frame.index, start_time_s)), frame_id="camera_optical"
+        )
         image = numpy_to_image(frame.rgb(), "rgb8", header=header)
         for p in prompts:
             x0, y0, x1, y1 = p.box_xyxy
-            prompt = PromptMsg(header=header, points=[Point32(x=float(p.point_xy[0]), y=float(p.point_xy[1]))], labels=[1],
-                               has_box=True, box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1))
-            yield p.object_id, TeachObject.Request(name=object_name(p.object_id), prompts=[prompt], image=image)
+            prompt = PromptMsg(
+                header=header,
+                points=[Point32(x=float(p.point_xy[0]), y=float(p.point_xy[1]))],
+                labels=[1],
+                has_box=True,
+                box=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1),
+            )
+            yield (
+                p.object_id,
+                TeachObject.Request(name=object_name(p.object_id), prompts=[prompt], image=image),
+            )
 
 
 def find_scene(data: str, task_name: str, split: str, wanted: str):
@@ -98,7 +124,9 @@ def find_scene(data: str, task_name: str, split: str, wanted: str):
     scenes = task.train_scenes if split == "train" else task.test_scenes
     matches = [s for s in scenes if s.name == wanted] if wanted else scenes[:1]
     if not matches:
-        raise ConfigurationError(f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}")
+        raise ConfigurationError(
+            f"no {split} scene {wanted!r} in task {task.name}; scenes: {[s.name for s in scenes]}"
+        )
     return matches[0]
 
 
@@ -109,19 +137,26 @@ class SimBridgeSettings:
     split: str = setting("test", "train or test", choices=SPLITS)
     scene: str = setting("", "scene folder name (empty: the first of the split)")
     bag: str = setting("", "a scene bag written by `isar-ros bag export`; replaces data/task/split/scene")
-    rate_hz: float = setting(timing.SCENE_FPS, "frames published per second of wall time", low=0.01, high=10000.0)
+    rate_hz: float = setting(
+        timing.SCENE_FPS, "frames published per second of wall time", low=0.01, high=10000.0
+    )
     loop: bool = setting(False, "start again after the last frame")
     paused: bool = setting(False, "start paused (~/pause false to play, ~/step for one frame)")
     publish_ground_truth: bool = setting(True, "publish ground_truth (16UC1 instance ids)")
     frame_id: str = setting("camera_optical", "frame of the camera (optical axes)")
     world_frame: str = setting("world", "fixed frame of camera_pose")
     start_time_s: float = setting(timing.REPLAY_START_S, "sim time of frame 0, seconds", low=0.0, high=1e9)
-    teach: str = setting("none", "none, single_shot or multi_shot: replay the train prompts as TeachObject calls",
-                         choices=("none", *MODES))
+    teach: str = setting(
+        "none",
+        "none, single_shot or multi_shot: replay the train prompts as TeachObject calls",
+        choices=("none", *MODES),
+    )
     teach_service: str = setting("/isar_teach/teach", "TeachObject service to call")
     play: bool = setting(True, "publish the frames (false: only teach)")
     exit_when_done: bool = setting(False, "shut down after the last frame (and teaching)")
-    pace_topic: str = setting("", "InstanceSegmentation topic to wait for before the next frame (empty: free-running)")
+    pace_topic: str = setting(
+        "", "InstanceSegmentation topic to wait for before the next frame (empty: free-running)"
+    )
     pace_timeout_s: float = setting(5.0, "longest wait for the paced answer, seconds", low=0.0, high=3600.0)
 
 
@@ -132,8 +167,16 @@ class SimBridgeNode(Node):
         bag = v["bag"]
         self.scene = BagScene(bag) if bag else find_scene(v["data"], v["task"], v["split"], v["scene"])
         self.rate_hz, self.loop, self.paused = v["rate_hz"], v["loop"], v["paused"]
-        self.publish_gt, self.frame_id, self.world_frame = v["publish_ground_truth"], v["frame_id"], v["world_frame"]
-        self.start_time_s, self.teach_mode, self.teach_service = v["start_time_s"], v["teach"], v["teach_service"]
+        self.publish_gt, self.frame_id, self.world_frame = (
+            v["publish_ground_truth"],
+            v["frame_id"],
+            v["world_frame"],
+        )
+        self.start_time_s, self.teach_mode, self.teach_service = (
+            v["start_time_s"],
+            v["teach"],
+            v["teach_service"],
+        )
         self.play, self.exit_when_done = v["play"], v["exit_when_done"]
         pace_topic, self.pace_timeout_s = v["pace_topic"], v["pace_timeout_s"]
         self.intrinsics = self.scene.intrinsics
@@ -153,7 +196,9 @@ class SimBridgeNode(Node):
         self.waiting_for: Time | None = None
         self.paced, self.pace_topic = bool(pace_topic), pace_topic
         if pace_topic:
-            self.create_subscription(InstanceSegmentation, pace_topic, self.on_paced_answer, REPLAY_QOS, callback_group=calls)
+            self.create_subscription(
+                InstanceSegmentation, pace_topic, self.on_paced_answer, REPLAY_QOS, callback_group=calls
+            )
         self.index, self.loops, self.published = 0, 0, 0
         self.step_requested = False
         self.done = threading.Event()
@@ -174,7 +219,9 @@ class SimBridgeNode(Node):
     def _teach_then_play(self) -> None:
         if self.teach_mode != "none":
             if not services.wait_until_ready(self.teach_client, timeout=30.0):
-                self.get_logger().error(f"teach service {self.teach_service} is not available; nothing taught")
+                self.get_logger().error(
+                    f"teach service {self.teach_service} is not available; nothing taught"
+                )
             else:
                 taught: dict[int, int] = {}
                 for isar_id, request in teach_requests(self.scene, self.teach_mode, self.start_time_s):
@@ -188,7 +235,9 @@ class SimBridgeNode(Node):
                         taught[isar_id] = response.object_id
                     else:
                         self.get_logger().error(f"teaching object {isar_id} failed: {response.message}")
-                self.get_logger().info(f"taught {len(taught)} objects from {self.scene.name} ({self.teach_mode})")
+                self.get_logger().info(
+                    f"taught {len(taught)} objects from {self.scene.name} ({self.teach_mode})"
+                )
         self.ready_to_play.set()
         if not self.play:
             self.finish()
@@ -203,10 +252,15 @@ class SimBridgeNode(Node):
             return
         if self.paused and not self.step_requested:
             return
-        if self.paced and (self.image_pub.get_subscription_count() == 0 or self.count_publishers(self.pace_topic) == 0):
-            return  # lockstep: wait until discovery has matched the image's subscriber and the answering publisher
+        if self.paced and (
+            self.image_pub.get_subscription_count() == 0 or self.count_publishers(self.pace_topic) == 0
+        ):
+            # lockstep: wait until discovery has matched the image's subscriber and the answering publisher
+            return
         if self.waiting_for is not None and not self.pace_answered.wait(timeout=self.pace_timeout_s):
-            self.get_logger().warn(f"no answer for frame {self.index - 1} within {self.pace_timeout_s} s; going on")
+            self.get_logger().warn(
+                f"no answer for frame {self.index - 1} within {self.pace_timeout_s} s; going on"
+            )
         self.step_requested = False
         if self.index >= len(self.scene):
             if not self.loop:
@@ -234,7 +288,9 @@ class SimBridgeNode(Node):
         if self.publish_gt:
             gt = frame.ground_truth()
             if gt is not None:
-                self.gt_pub.publish(numpy_to_image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header=header))
+                self.gt_pub.publish(
+                    numpy_to_image(np.clip(gt, 0, 65535).astype(np.uint16), "16UC1", header=header)
+                )
         self.pace_answered.clear()
         self.waiting_for = stamp if self.paced else None
         self.image_pub.publish(numpy_to_image(frame.rgb(), "rgb8", header=header))
@@ -247,7 +303,10 @@ class SimBridgeNode(Node):
         t = TransformStamped()
         t.header.stamp, t.header.frame_id, t.child_frame_id = stamp, self.world_frame, self.frame_id
         t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z)
+            msg.pose.position.x,
+            msg.pose.position.y,
+            msg.pose.position.z,
+        )
         t.transform.rotation = msg.pose.orientation
         self.tf.sendTransform(t)
 
@@ -255,7 +314,14 @@ class SimBridgeNode(Node):
         self.done.set()
         self.get_logger().info(f"done: published {self.published} frames")
         if self.exit_when_done:
-            for publisher in (self.image_pub, self.depth_pub, self.info_pub, self.pose_pub, self.gt_pub, self.clock_pub):
+            for publisher in (
+                self.image_pub,
+                self.depth_pub,
+                self.info_pub,
+                self.pose_pub,
+                self.gt_pub,
+                self.clock_pub,
+            ):
                 publisher.wait_for_all_acked(Duration(seconds=2.0))  # deliver the last frames before leaving
             rclpy.try_shutdown()  # ends spin in main()
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from isar_ros.errors import ConfigurationError
 from isar_ros.isar import layout as isar_layout
 from isar_ros.isar.layout import FIRST_OBJECT_ID, frame_name, isar_camera, isar_pose_entry
-from isar_ros.msgio.timing import SCENE_FPS as FPS
 from isar_ros.isar.rules import AttributeAccumulator, make_prompts
+from isar_ros.msgio.timing import SCENE_FPS as FPS
 from sim_bridge.raycast import PATTERNS, Lighting, Room, Shape, Texture, camera_rays, look_at, render
-from isar_ros.errors import ConfigurationError
 
 # (class name, shape kind, half-size (x, y, z) in metres). Sizes are YCB-like to small furniture.
 CATALOGUE = [
@@ -42,9 +42,18 @@ CATALOGUE = [
     ("bucket", "cylinder", (0.17, 0.14, 0.17)),
 ]
 COLOURS = {
-    "red": (0.85, 0.12, 0.1), "green": (0.15, 0.7, 0.2), "blue": (0.12, 0.25, 0.85), "yellow": (0.95, 0.85, 0.1),
-    "orange": (0.95, 0.5, 0.08), "purple": (0.55, 0.2, 0.7), "cyan": (0.1, 0.75, 0.8), "pink": (0.95, 0.45, 0.7),
-    "white": (0.93, 0.93, 0.9), "black": (0.08, 0.08, 0.1), "brown": (0.45, 0.28, 0.12), "teal": (0.05, 0.45, 0.45),
+    "red": (0.85, 0.12, 0.1),
+    "green": (0.15, 0.7, 0.2),
+    "blue": (0.12, 0.25, 0.85),
+    "yellow": (0.95, 0.85, 0.1),
+    "orange": (0.95, 0.5, 0.08),
+    "purple": (0.55, 0.2, 0.7),
+    "cyan": (0.1, 0.75, 0.8),
+    "pink": (0.95, 0.45, 0.7),
+    "white": (0.93, 0.93, 0.9),
+    "black": (0.08, 0.08, 0.1),
+    "brown": (0.45, 0.28, 0.12),
+    "teal": (0.05, 0.45, 0.45),
 }
 SMALL_SCALE = 0.4
 PILLAR_ID, TABLE_ID = 20, 30
@@ -79,7 +88,9 @@ class GeneratorConfig:
         if self.objects < 1 or self.objects > len(CATALOGUE):
             raise ConfigurationError(f"objects must be 1..{len(CATALOGUE)}")
         if self.objects + self.twins + self.distractors > len(COLOURS):
-            raise ConfigurationError(f"at most {len(COLOURS)} objects, twins and distractors per task (one colour each)")
+            raise ConfigurationError(
+                f"at most {len(COLOURS)} objects, twins and distractors per task (one colour each)"
+            )
 
 
 @dataclass
@@ -106,11 +117,14 @@ class SceneSpec:
 
 
 def _texture(rng: np.random.Generator, colour_names: list[str], dominant: str) -> tuple[Texture, str]:
-    """A texture whose main colour is ``dominant`` (distinct per object of a task), with a random second colour."""
+    """A texture whose main colour is ``dominant`` (distinct per object of a task), with a random second
+    colour."""
     a = dominant
     b = str(rng.choice([c for c in colour_names if c != a]))
     pattern = str(rng.choice(PATTERNS))
-    return Texture(COLOURS[a], COLOURS[b], pattern, float(rng.uniform(6, 14)), int(rng.integers(1000))), f"{a}_{pattern}"
+    return Texture(
+        COLOURS[a], COLOURS[b], pattern, float(rng.uniform(6, 14)), int(rng.integers(1000))
+    ), f"{a}_{pattern}"
 
 
 def design_task(config: GeneratorConfig, task_index: int) -> tuple[str, list[ObjectSpec]]:
@@ -127,13 +141,32 @@ def design_task(config: GeneratorConfig, task_index: int) -> tuple[str, list[Obj
         class_name, kind, size = CATALOGUE[classes[k]]
         texture, look = _texture(rng, colours, next(dominant))
         scale = SMALL_SCALE if k >= config.objects - config.small_objects else 1.0
-        objects.append(ObjectSpec(next_id, f"{look}_{class_name}", class_name, kind, tuple(s * scale for s in size), texture, True))
+        objects.append(
+            ObjectSpec(
+                next_id,
+                f"{look}_{class_name}",
+                class_name,
+                kind,
+                tuple(s * scale for s in size),
+                texture,
+                True,
+            )
+        )
         next_id += 1
     for k in range(config.twins):
         original = objects[k % config.objects]
         texture, look = _texture(rng, colours, next(dominant))
-        objects.append(ObjectSpec(next_id, f"{look}_{original.class_name}", original.class_name, original.kind,
-                                  original.half_size, texture, False))
+        objects.append(
+            ObjectSpec(
+                next_id,
+                f"{look}_{original.class_name}",
+                original.class_name,
+                original.kind,
+                original.half_size,
+                texture,
+                False,
+            )
+        )
         next_id += 1
     for k in range(config.distractors):
         class_name, kind, size = CATALOGUE[classes[(config.objects + k) % len(CATALOGUE)]]
@@ -160,9 +193,14 @@ def _room(rng: np.random.Generator) -> Room:
     wall = tuple(rng.uniform(0.45, 0.9, 3))
     wall2 = tuple(np.clip(np.asarray(wall) * rng.uniform(0.75, 0.95), 0, 1))
     floor_a, floor_b = tuple(rng.uniform(0.15, 0.6, 3)), tuple(rng.uniform(0.15, 0.6, 3))
-    floor = Texture(floor_a, floor_b, str(rng.choice(["checker", "stripes", "noise"])), float(rng.uniform(1, 3)))
+    floor = Texture(
+        floor_a, floor_b, str(rng.choice(["checker", "stripes", "noise"])), float(rng.uniform(1, 3))
+    )
     ceiling = Texture((0.9, 0.9, 0.88), (0.85, 0.85, 0.83), "solid")
-    walls = {sid: Texture(wall, wall2, "noise", float(rng.uniform(0.5, 2)), int(rng.integers(1000))) for sid in (3, 4, 5, 6)}
+    walls = {
+        sid: Texture(wall, wall2, "noise", float(rng.uniform(0.5, 2)), int(rng.integers(1000)))
+        for sid in (3, 4, 5, 6)
+    }
     return Room(size, {1: floor, 2: ceiling, **walls})
 
 
@@ -172,7 +210,8 @@ def layout_scene(spec: SceneSpec, frames: int) -> Layout:
     room = _room(rng)
     lighting = Lighting(
         direction=np.array([rng.uniform(-0.6, 0.6), 1.0, rng.uniform(-0.6, 0.6)]),
-        diffuse=float(rng.uniform(0.55, 0.85)), ambient=float(rng.uniform(0.25, 0.45)),
+        diffuse=float(rng.uniform(0.55, 0.85)),
+        ambient=float(rng.uniform(0.25, 0.45)),
         tint=tuple(rng.uniform(0.85, 1.0, 3)),
     )
     centre = np.array([room.size[0] / 2, 0.0, room.size[2] / 2])
@@ -191,16 +230,34 @@ def layout_scene(spec: SceneSpec, frames: int) -> Layout:
         base = 0.0
         if rng.random() < 0.4:
             table_half = np.array([0.35, 0.35, 0.3])
-            shapes.append(Shape("box", ground + np.array([0, table_half[1], 0]), table_half, TABLE_ID,
-                                Texture((0.5, 0.35, 0.2), (0.4, 0.28, 0.15), "stripes", 8.0), float(rng.uniform(0, np.pi))))
+            shapes.append(
+                Shape(
+                    "box",
+                    ground + np.array([0, table_half[1], 0]),
+                    table_half,
+                    TABLE_ID,
+                    Texture((0.5, 0.35, 0.2), (0.4, 0.28, 0.15), "stripes", 8.0),
+                    float(rng.uniform(0, np.pi)),
+                )
+            )
             base = 2 * table_half[1]
         half = np.asarray(obj.half_size)
         velocity = np.zeros(3)
         if spec.moving and not base:
             tangent = np.array([-np.sin(angle), 0.0, np.cos(angle)])
             velocity = tangent * rng.uniform(0.15, 0.35) * rng.choice([-1, 1])
-        shapes.insert(0, Shape(obj.kind, ground + np.array([0, base + half[1], 0]), half, obj.semantic_id,
-                               obj.texture, float(rng.uniform(0, np.pi)), velocity))
+        shapes.insert(
+            0,
+            Shape(
+                obj.kind,
+                ground + np.array([0, base + half[1], 0]),
+                half,
+                obj.semantic_id,
+                obj.texture,
+                float(rng.uniform(0, np.pi)),
+                velocity,
+            ),
+        )
         targets.append((angle, ground + np.array([0, base + half[1], 0])))
     targets.sort(key=lambda item: item[0])
     # The view turns by at most 0.6 rad/s on average (peak 0.9 with the smoothstep): below ISAR's FST limit.
@@ -216,8 +273,15 @@ def add_pillars(layout: Layout, rng: np.random.Generator, count: int) -> None:
         radius = float(rng.uniform(0.8, 1.0))
         position = layout.centre + np.array([np.cos(angle), 0.0, np.sin(angle)]) * radius
         height = layout.room.size[1] / 2
-        layout.shapes.append(Shape("cylinder", position + np.array([0, height, 0]), np.array([0.09, height, 0.09]),
-                                   PILLAR_ID + k, Texture((0.7, 0.7, 0.72), (0.6, 0.6, 0.62), "rings", 20.0)))
+        layout.shapes.append(
+            Shape(
+                "cylinder",
+                position + np.array([0, height, 0]),
+                np.array([0.09, height, 0.09]),
+                PILLAR_ID + k,
+                Texture((0.7, 0.7, 0.72), (0.6, 0.6, 0.62), "rings", 20.0),
+            )
+        )
 
 
 def camera_path(layout: Layout, frames: int, rng: np.random.Generator, fast: bool) -> list[np.ndarray]:
@@ -234,15 +298,16 @@ def camera_path(layout: Layout, frames: int, rng: np.random.Generator, fast: boo
     poses = []
     for i in range(frames):
         s = i / max(frames - 1, 1)
-        if fast:
-            u = 0.5 - 0.5 * np.cos(2 * np.pi * 1.5 * s)  # three sweeps
-        else:
-            u = s * s * (3 - 2 * s)  # smoothstep
+        u = (
+            0.5 - 0.5 * np.cos(2 * np.pi * 1.5 * s) if fast else s * s * (3 - 2 * s)
+        )  # three sweeps, or smoothstep
         if direction < 0:
             u = 1 - u
         view_angle = layout.start_angle + layout.sweep * u
         orbit = orbit_phase + 0.35 * s * duration / 3.0
-        position = layout.centre + np.array([np.cos(orbit) * orbit_radius, height + 0.08 * np.sin(3 * s), np.sin(orbit) * orbit_radius])
+        position = layout.centre + np.array(
+            [np.cos(orbit) * orbit_radius, height + 0.08 * np.sin(3 * s), np.sin(orbit) * orbit_radius]
+        )
         target_distance = 2.0
         target = position + np.array([np.cos(view_angle), 0.0, np.sin(view_angle)]) * target_distance
         target[1] = 0.45 + 0.15 * np.sin(2 * np.pi * s)
@@ -277,8 +342,15 @@ def render_scene(config: GeneratorConfig, spec: SceneSpec, out: Path) -> Rendere
     intr = isar_camera(config.width, config.height)
     rays = camera_rays(config.width, config.height, intr.fx, intr.fy, intr.cx, intr.cy)
     folder = out / spec.task / spec.split / spec.name
-    color_dir, depth_dir, gt_dir, semantic_dir = (folder / d for d in (isar_layout.COLOR_DIRS[0], isar_layout.DEPTH_DIR,
-                                                                      isar_layout.GROUND_TRUTH_DIR, isar_layout.SEMANTIC_DIR))
+    color_dir, depth_dir, gt_dir, semantic_dir = (
+        folder / d
+        for d in (
+            isar_layout.COLOR_DIRS[0],
+            isar_layout.DEPTH_DIR,
+            isar_layout.GROUND_TRUTH_DIR,
+            isar_layout.SEMANTIC_DIR,
+        )
+    )
     for sub in (color_dir, depth_dir, semantic_dir, gt_dir):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     colours = {0: [0, 0, 0]}
@@ -326,17 +398,38 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def scene_specs(config: GeneratorConfig, task_index: int, task_name: str, objects: list[ObjectSpec]) -> list[SceneSpec]:
+def scene_specs(
+    config: GeneratorConfig, task_index: int, task_name: str, objects: list[ObjectSpec]
+) -> list[SceneSpec]:
     specs = []
     tracked = [o.semantic_id for o in objects if o.tracked]
     base_seed = config.seed * 100_003 + task_index * 1009
     for k in range(config.train_scenes):
-        specs.append(SceneSpec(task_name, "train", f"r{task_index:02d}{chr(97 + k)}_0", base_seed + k, objects, tracked_ids=tracked))
+        specs.append(
+            SceneSpec(
+                task_name,
+                "train",
+                f"r{task_index:02d}{chr(97 + k)}_0",
+                base_seed + k,
+                objects,
+                tracked_ids=tracked,
+            )
+        )
     for k in range(config.test_scenes):
         room = k + config.train_scenes if config.context_change else 0
         seed = base_seed + 500 + k if config.context_change else base_seed
-        specs.append(SceneSpec(task_name, "test", f"r{task_index:02d}{chr(97 + room)}_{k + 1}", seed, objects,
-                               fast=k < config.fast_test_scenes, moving=config.moving_objects, tracked_ids=tracked))
+        specs.append(
+            SceneSpec(
+                task_name,
+                "test",
+                f"r{task_index:02d}{chr(97 + room)}_{k + 1}",
+                seed,
+                objects,
+                fast=k < config.fast_test_scenes,
+                moving=config.moving_objects,
+                tracked_ids=tracked,
+            )
+        )
     return specs
 
 
@@ -362,11 +455,13 @@ def generate(config: GeneratorConfig, out: str | Path, progress: bool = True) ->
             bar.update(1)
         bar.close()
     by_task: dict[str, list[RenderedScene]] = {}
-    for spec, result in zip(all_specs, results):
+    for spec, result in zip(all_specs, results, strict=False):
         by_task.setdefault(spec.task, []).append(result)
-    for t, name, objects, specs in tasks:
+    for _t, name, objects, _specs in tasks:
         rendered = by_task[name]
-        prompted = sorted({int(i) for r in rendered if r.prompts for frame in r.prompts[1].values() for i in frame})
+        prompted = sorted(
+            {int(i) for r in rendered if r.prompts for frame in r.prompts[1].values() for i in frame}
+        )
         merged: dict[str, list[int]] = {}
         for r in rendered:
             merged.update(r.color_map)
@@ -378,12 +473,19 @@ def generate(config: GeneratorConfig, out: str | Path, progress: bool = True) ->
             "semantic_ids": prompted,
             "num_prompts_multi": sum(len(r.prompts[1]) for r in rendered if r.prompts),
             "color_map": merged,
-            "generator": {"config": asdict(config), "objects": {o.semantic_id: o.name for o in objects},
-                          "tracked": [o.semantic_id for o in objects if o.tracked]},
+            "generator": {
+                "config": asdict(config),
+                "objects": {o.semantic_id: o.name for o in objects},
+                "tracked": [o.semantic_id for o in objects if o.tracked],
+            },
         }
         _write_json(out / name / isar_layout.INFO, info)
-    return {"tasks": len(tasks), "scenes": len(all_specs), "frames": len(all_specs) * config.frames,
-            "seconds": time.perf_counter() - started}
+    return {
+        "tasks": len(tasks),
+        "scenes": len(all_specs),
+        "frames": len(all_specs) * config.frames,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _one_thread_per_worker() -> None:

@@ -44,7 +44,10 @@ class Texture:
             t = (np.sin(2 * np.pi * f * np.sqrt(x * x + z * z)) > 0).astype(float)
         elif self.pattern == "noise":
             phase = self.seed * 0.7
-            t = 0.5 + 0.25 * (np.sin(f * 6.1 * x + phase) * np.sin(f * 5.3 * y + 2 * phase) + np.sin(f * 4.7 * z + 3 * phase))
+            t = 0.5 + 0.25 * (
+                np.sin(f * 6.1 * x + phase) * np.sin(f * 5.3 * y + 2 * phase)
+                + np.sin(f * 4.7 * z + 3 * phase)
+            )
             t = np.clip(t, 0, 1)
         else:
             t = np.zeros(len(local))
@@ -73,10 +76,18 @@ class Shape:
     yaw: float = 0.0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # m/s, for moving objects
 
-    def at_time(self, t: float) -> "Shape":
+    def at_time(self, t: float) -> Shape:
         if not np.any(self.velocity):
             return self
-        return Shape(self.kind, self.center + self.velocity * t, self.size, self.semantic_id, self.texture, self.yaw, self.velocity)
+        return Shape(
+            self.kind,
+            self.center + self.velocity * t,
+            self.size,
+            self.semantic_id,
+            self.texture,
+            self.yaw,
+            self.velocity,
+        )
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ray parameter of the first hit per ray (inf for none) and the hit's local normal axis code."""
@@ -104,8 +115,11 @@ class Shape:
             normal = local / np.linalg.norm(local, axis=1, keepdims=True)
         else:
             on_cap = np.abs(np.abs(local[:, 1]) - self.size[1]) < 1e-4
-            normal = np.where(on_cap[:, None], np.stack([0 * local[:, 0], np.sign(local[:, 1]), 0 * local[:, 0]], 1),
-                              local * np.array([1.0, 0.0, 1.0]))
+            normal = np.where(
+                on_cap[:, None],
+                np.stack([0 * local[:, 0], np.sign(local[:, 1]), 0 * local[:, 0]], 1),
+                local * np.array([1.0, 0.0, 1.0]),
+            )
             normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), EPS)
         return normal @ rot.T, local
 
@@ -120,7 +134,9 @@ def _box_hit(o, d, half):
     t1 = (-half[None, :] - o[None, :]) * inv
     t2 = (half[None, :] - o[None, :]) * inv
     lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-    t_near = np.maximum(np.maximum(lo[:, 0], lo[:, 1]), lo[:, 2])  # explicit: faster than reductions over axis 1
+    t_near = np.maximum(
+        np.maximum(lo[:, 0], lo[:, 1]), lo[:, 2]
+    )  # explicit: faster than reductions over axis 1
     t_far = np.minimum(np.minimum(hi[:, 0], hi[:, 1]), hi[:, 2])
     hit = (t_far >= t_near) & (t_near > EPS)
     return np.where(hit, t_near, np.inf), hit
@@ -189,7 +205,9 @@ class Lighting:
 def camera_rays(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """Ray directions in OpenGL camera axes (N x 3), z component -1, row-major pixel order."""
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
-    return np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], axis=-1).reshape(-1, 3).astype(np.float32)
+    return (
+        np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], axis=-1).reshape(-1, 3).astype(np.float32)
+    )
 
 
 def screen_pixels(shape: Shape, T_world_camera: np.ndarray, intrinsics) -> np.ndarray | None:
@@ -199,7 +217,8 @@ def screen_pixels(shape: Shape, T_world_camera: np.ndarray, intrinsics) -> np.nd
     """
     radius = float(np.linalg.norm(shape.size))
     corners = shape.center[None, :] + radius * np.array(
-        [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+        [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float
+    )
     in_camera = (corners - T_world_camera[:3, 3]) @ T_world_camera[:3, :3]
     depth = -in_camera[:, 2]
     if (depth <= 0).all():
@@ -215,9 +234,16 @@ def screen_pixels(shape: Shape, T_world_camera: np.ndarray, intrinsics) -> np.nd
     return (np.arange(v0, v1 + 1)[:, None] * intrinsics.width + np.arange(u0, u1 + 1)[None, :]).ravel()
 
 
-def render(room: Room, shapes: list[Shape], lighting: Lighting, T_world_camera: np.ndarray,
-           rays_camera: np.ndarray, intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one view. Returns (rgb uint8 H x W x 3, planar depth in metres H x W, semantic ids uint16 H x W).
+def render(
+    room: Room,
+    shapes: list[Shape],
+    lighting: Lighting,
+    T_world_camera: np.ndarray,
+    rays_camera: np.ndarray,
+    intrinsics,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one view. Returns (rgb uint8 H x W x 3, planar depth in metres H x W, semantic ids uint16 H x
+    W).
 
     ``rays_camera`` from :func:`camera_rays` for ``intrinsics`` (fx, fy, cx, cy, width, height).
     """
@@ -264,7 +290,9 @@ def render(room: Room, shapes: list[Shape], lighting: Lighting, T_world_camera: 
     return (rgb.reshape(height, width, 3) * 255 + 0.5).astype(np.uint8), depth, ids.reshape(height, width)
 
 
-def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+def look_at(
+    position: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 1.0, 0.0)
+) -> np.ndarray:
     """Camera-to-world pose (OpenGL axes) at ``position`` looking at ``target``."""
     back = position - target
     back /= np.linalg.norm(back)

@@ -19,9 +19,13 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
         self.args = args
-        self._log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115 - lives with the process
         self.popen = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env=env or os.environ.copy(), start_new_session=True
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env or os.environ.copy(),
+            start_new_session=True,
         )
 
     @property
@@ -33,7 +37,9 @@ class Process:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-            raise AssertionError(f"{self.args} did not finish within {timeout} s; output:\n{self.output}") from None
+            raise AssertionError(
+                f"{self.args} did not finish within {timeout} s; output:\n{self.output}"
+            ) from None
 
     def stop(self, timeout: float = 10.0) -> int:
         return stop_process_group(self.popen, timeout)

@@ -14,7 +14,9 @@ from isar_ros.ros.services import wait_until_ready
 
 # Deep history: a test must see every message even when its Python executor falls briefly behind.
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 class RosClient:
@@ -33,6 +35,7 @@ class RosClient:
         def store(msg):
             with self.lock:
                 self.received[topic].append(msg)
+
         self.node.create_subscription(msg_type, topic, store, qos)
 
     def messages(self, topic: str) -> list:
@@ -88,6 +91,7 @@ class RosClient:
                     found.append(msg)
                     return True
             return False
+
         try:
             wait_until(check, timeout, f"a matching message on {topic}")
         except AssertionError as error:

@@ -5,8 +5,8 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 from isar_ros.isar.dataset import IsarDataset
-from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros.msgio.bag_types import typestore
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros.msgio.timing import REPLAY_START_S as START_TIME_S
 from sim_bridge.bags import export_dataset, export_scene
 
@@ -25,7 +25,9 @@ def read_all(bag):
 
     with AnyReader([bag]) as reader:
         connections = list(reader.connections)
-        return [(c.topic, t, reader.deserialize(raw, c.msgtype), raw) for c, t, raw in reader.messages()], connections
+        return [
+            (c.topic, t, reader.deserialize(raw, c.msgtype), raw) for c, t, raw in reader.messages()
+        ], connections
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -36,7 +38,14 @@ def test_every_frame_stamp_and_pixel_equals_the_scene_folder(tiny_dataset, tmp_p
     by_topic = {}
     for topic, t, msg, _ in messages:
         by_topic.setdefault(topic, []).append((t, msg))
-    assert {c.topic for c in connections} >= {"/image", "/depth", "/camera_info", "/camera_pose", "/ground_truth", "/clock"}
+    assert {c.topic for c in connections} >= {
+        "/image",
+        "/depth",
+        "/camera_info",
+        "/camera_pose",
+        "/ground_truth",
+        "/clock",
+    }
     assert len(by_topic["/image"]) == len(scene)
     for index, frame in enumerate(scene):
         expected_ns = int(round((START_TIME_S + index / 30.0) * 1e9))
@@ -48,7 +57,9 @@ def test_every_frame_stamp_and_pixel_equals_the_scene_folder(tiny_dataset, tmp_p
         assert stamps == {expected_ns}
         np.testing.assert_array_equal(image_to_numpy(by_topic["/image"][index][1]), frame.rgb())
         np.testing.assert_array_equal(image_to_numpy(by_topic["/depth"][index][1]), frame.depth_mm())
-        np.testing.assert_array_equal(image_to_numpy(by_topic["/ground_truth"][index][1]), frame.ground_truth())
+        np.testing.assert_array_equal(
+            image_to_numpy(by_topic["/ground_truth"][index][1]), frame.ground_truth()
+        )
         pose = by_topic["/camera_pose"][index][1].pose.position
         np.testing.assert_allclose([pose.x, pose.y, pose.z], frame.pose()[:3, 3])
 
@@ -58,13 +69,17 @@ def test_metadata_prompts_and_compressed_images(train_bag):
     import yaml
 
     custom = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
-    assert custom["isar_task"] == scene.task_name and custom["isar_split"] == "train" and custom["isar_scene"] == scene.name
+    assert (
+        custom["isar_task"] == scene.task_name
+        and custom["isar_split"] == "train"
+        and custom["isar_scene"] == scene.name
+    )
     assert set(custom["isar_modes"].split(",")) == {"single_shot", "multi_shot"}
     messages, _ = read_all(bag)
     prompts = [(t, m) for topic, t, m, _ in messages if topic == "/prompts/multi_shot"]
     expected = [(name, p) for name, ps in scene.prompts("multi_shot").items() for p in ps]
     assert len(prompts) == len(expected)
-    for (t, msg), (name, p) in zip(prompts, expected):
+    for (t, msg), (name, p) in zip(prompts, expected, strict=False):
         assert msg.name == str(p.object_id)
         assert (msg.prompt.points[0].x, msg.prompt.points[0].y) == p.point_xy
         assert t == int(round((START_TIME_S + scene.frame_names.index(name) / 30.0) * 1e9))
@@ -81,12 +96,17 @@ def test_custom_message_bytes_are_compatible_with_rclpy(train_bag):
     topic, _, ours, raw = next(m for m in messages if m[0] == "/prompts/single_shot")
     decoded = deserialize_message(bytes(raw), LabelledPrompt)  # our exporter's bytes, rclpy's decoder
     assert decoded.name == ours.name and decoded.prompt.box.width == ours.prompt.box.width
-    assert (decoded.prompt.points[0].x, decoded.prompt.points[0].y) == (ours.prompt.points[0].x, ours.prompt.points[0].y)
+    assert (decoded.prompt.points[0].x, decoded.prompt.points[0].y) == (
+        ours.prompt.points[0].x,
+        ours.prompt.points[0].y,
+    )
     labels = np.zeros((4, 5), np.uint16)
     labels[1:3, 2:4] = 1661
     msg = InstanceSegmentation(memory_version=7, label_image=numpy_to_image(labels, "mono16"))
     msg.instances.append(Instance(object_id=1661, name="mug", score=0.75, area=4))
-    back = typestore().deserialize_cdr(serialize_message(msg), "isar_ros_msgs/msg/InstanceSegmentation")  # rclpy's bytes, our types
+    back = typestore().deserialize_cdr(
+        serialize_message(msg), "isar_ros_msgs/msg/InstanceSegmentation"
+    )  # rclpy's bytes, our types
     assert back.memory_version == 7 and back.instances[0].name == "mug" and back.instances[0].score == 0.75
     np.testing.assert_array_equal(image_to_numpy(back.label_image), labels)
 
@@ -108,7 +128,12 @@ def test_a_bag_reads_like_its_scene_folder(train_bag):
 
     scene, bag, _ = train_bag
     replayed = BagScene(bag)
-    assert (replayed.task_name, replayed.name, replayed.split, len(replayed)) == (scene.task_name, scene.name, "train", len(scene))
+    assert (replayed.task_name, replayed.name, replayed.split, len(replayed)) == (
+        scene.task_name,
+        scene.name,
+        "train",
+        len(scene),
+    )
     assert replayed.intrinsics == scene.intrinsics
     for index in (0, len(scene) - 1):
         a, b = replayed.frame(index), scene.frame(index)

@@ -1,4 +1,5 @@
-"""isar_baseline: the authors' pipeline, run here on tiny random models (real weights cannot be downloaded)."""
+"""isar_baseline: the authors' pipeline, run here on tiny random models (real weights cannot be
+downloaded)."""
 
 import numpy as np
 import pytest
@@ -16,8 +17,14 @@ from isar_ros.isar.dataset import IsarDataset
 def tiny_baseline():
     torch.manual_seed(0)
     vit = DinoVisionTransformer(VitSpec(dim=48, depth=2, heads=3))
-    backbone = Dinov2Backbone(vit, "dinov2_tiny", torch.device("cpu"), input_policy="stretch", stretch_size=560)
-    sam = SamMaskPredictor(build_sam_model(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[]))
+    backbone = Dinov2Backbone(
+        vit, "dinov2_tiny", torch.device("cpu"), input_policy="stretch", stretch_size=560
+    )
+    sam = SamMaskPredictor(
+        build_sam_model(
+            encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[]
+        )
+    )
     return IsarBaselineMethod({}, backbone=backbone, sam=sam)
 
 
@@ -51,8 +58,13 @@ def test_local_maxima_are_the_strongest_peaks_inside_the_mask():
 def test_only_the_last_train_scene_is_used_by_default(tiny_dataset, tmp_path):
     from sim_bridge.generator import GeneratorConfig, generate
 
-    generate(GeneratorConfig(tasks=1, seed=4, width=160, height=96, frames=21, train_scenes=2, test_scenes=1, workers=2),
-             tmp_path, progress=False)
+    generate(
+        GeneratorConfig(
+            tasks=1, seed=4, width=160, height=96, frames=21, train_scenes=2, test_scenes=1, workers=2
+        ),
+        tmp_path,
+        progress=False,
+    )
     task = IsarDataset(tmp_path).tasks[0]
     used = []
 
@@ -63,7 +75,11 @@ def test_only_the_last_train_scene_is_used_by_default(tiny_dataset, tmp_path):
 
     torch.manual_seed(0)
     vit = DinoVisionTransformer(VitSpec(dim=48, depth=1, heads=3))
-    sam = SamMaskPredictor(build_sam_model(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[]))
+    sam = SamMaskPredictor(
+        build_sam_model(
+            encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2, encoder_global_attn_indexes=[]
+        )
+    )
     backbone = Dinov2Backbone(vit, "t", torch.device("cpu"), input_policy="stretch")
     Spy({}, backbone=backbone, sam=sam).train(task, "multi_shot")
     last_scene_frames = len(task.train_scenes[-1].prompts("multi_shot"))

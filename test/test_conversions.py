@@ -2,18 +2,23 @@
 
 import numpy as np
 import pytest
+from isar_ros_msgs.msg import Prompt as PromptMsg
 from std_msgs.msg import Header
 
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.ros.conversions import msg_to_snapshot, prompt_from_msg, prompt_to_msg, snapshot_to_msg
-from isar_ros_msgs.msg import Prompt as PromptMsg
 
 
 def snapshot(dim=4):
-    classifier = ObjectClassifier(weights=np.arange(dim, dtype=np.float32), bias=-0.5, mask_threshold=0.0,
-                                  presence_threshold=0.625, prototypes=np.ones((2, dim), np.float32) / 2,
-                                  prototype_threshold=0.75)
+    classifier = ObjectClassifier(
+        weights=np.arange(dim, dtype=np.float32),
+        bias=-0.5,
+        mask_threshold=0.0,
+        presence_threshold=0.625,
+        prototypes=np.ones((2, dim), np.float32) / 2,
+        prototype_threshold=0.75,
+    )
     return MemorySnapshot(3, "handcrafted-test", dim, (SnapshotObject(2, "mug", 2, 3, 40, classifier),))
 
 
@@ -30,14 +35,17 @@ def test_memory_round_trip_is_exact():
     np.testing.assert_array_equal(o.classifier.prototypes, p.classifier.prototypes)
 
 
-@pytest.mark.parametrize("edit,reason", [
-    (lambda m: setattr(m.objects[0], "weights", [1.0, 2.0]), "has 2 weights, feature_dim is 4"),
-    (lambda m: setattr(m.objects[0], "bias", float("nan")), "NaN or infinite"),
-    (lambda m: setattr(m.objects[0], "num_prototypes", 3), "prototype values for 3 prototypes"),
-    (lambda m: setattr(m.objects[0], "object_id", 0), "id 0"),
-    (lambda m: setattr(m.objects[0], "min_patches", 0), "min_patches 0"),
-    (lambda m: setattr(m, "feature_dim", 0), "feature_dim 0"),
-])
+@pytest.mark.parametrize(
+    "edit,reason",
+    [
+        (lambda m: setattr(m.objects[0], "weights", [1.0, 2.0]), "has 2 weights, feature_dim is 4"),
+        (lambda m: setattr(m.objects[0], "bias", float("nan")), "NaN or infinite"),
+        (lambda m: setattr(m.objects[0], "num_prototypes", 3), "prototype values for 3 prototypes"),
+        (lambda m: setattr(m.objects[0], "object_id", 0), "id 0"),
+        (lambda m: setattr(m.objects[0], "min_patches", 0), "min_patches 0"),
+        (lambda m: setattr(m, "feature_dim", 0), "feature_dim 0"),
+    ],
+)
 def test_bad_memory_messages_are_refused_with_the_reason(edit, reason):
     msg = snapshot_to_msg(snapshot(), Header().stamp)
     edit(msg)
@@ -46,7 +54,11 @@ def test_bad_memory_messages_are_refused_with_the_reason(edit, reason):
 
 
 def test_prompt_round_trip_and_empty_box():
-    prompt = Prompt(np.array([[10.0, 20.0], [30.0, 5.0]], np.float32), np.array([1, 0]), np.array([5, 6, 50, 60], np.float32))
+    prompt = Prompt(
+        np.array([[10.0, 20.0], [30.0, 5.0]], np.float32),
+        np.array([1, 0]),
+        np.array([5, 6, 50, 60], np.float32),
+    )
     back = prompt_from_msg(prompt_to_msg(prompt, Header()))
     np.testing.assert_array_equal(back.points_xy, prompt.points_xy)
     np.testing.assert_array_equal(back.labels, prompt.labels)

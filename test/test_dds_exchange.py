@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from processes import PEERS, Process, python, running
 
 pytestmark = pytest.mark.ros

@@ -1,4 +1,5 @@
-"""DINOv2: official-format state dicts load strictly, and the forward pass matches an independent re-computation."""
+"""DINOv2: official-format state dicts load strictly, and the forward pass matches an independent
+re-computation."""
 
 import math
 
@@ -7,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isar_ros.core.backbones.dinov2 import SPECS, Dinov2Backbone, DinoVisionTransformer, input_size, load_checkpoint
+from isar_ros.core.backbones.dinov2 import (
+    SPECS,
+    Dinov2Backbone,
+    DinoVisionTransformer,
+    input_size,
+    load_checkpoint,
+)
 from isar_ros.core.weights import WeightsNotFound
 
 
@@ -17,23 +24,36 @@ def official_state_dict(size: str, registers: int, seed: int) -> dict[str, torch
     g = torch.Generator().manual_seed(seed)
     rnd = lambda *shape, std=0.02: torch.randn(*shape, generator=g) * std  # noqa: E731
     state = {
-        "cls_token": rnd(1, 1, dim), "pos_embed": rnd(1, 1370, dim), "mask_token": rnd(1, dim),
-        "patch_embed.proj.weight": rnd(dim, 3, 14, 14), "patch_embed.proj.bias": rnd(dim),
-        "norm.weight": 1 + rnd(dim), "norm.bias": rnd(dim),
+        "cls_token": rnd(1, 1, dim),
+        "pos_embed": rnd(1, 1370, dim),
+        "mask_token": rnd(1, dim),
+        "patch_embed.proj.weight": rnd(dim, 3, 14, 14),
+        "patch_embed.proj.bias": rnd(dim),
+        "norm.weight": 1 + rnd(dim),
+        "norm.bias": rnd(dim),
     }
     if registers:
         state["register_tokens"] = rnd(1, registers, dim)
     for i in range(depth):
         p = f"blocks.{i}."
-        state.update({
-            p + "norm1.weight": 1 + rnd(dim), p + "norm1.bias": rnd(dim),
-            p + "attn.qkv.weight": rnd(3 * dim, dim), p + "attn.qkv.bias": rnd(3 * dim),
-            p + "attn.proj.weight": rnd(dim, dim), p + "attn.proj.bias": rnd(dim),
-            p + "ls1.gamma": rnd(dim, std=0.5), p + "norm2.weight": 1 + rnd(dim), p + "norm2.bias": rnd(dim),
-            p + "mlp.fc1.weight": rnd(4 * dim, dim), p + "mlp.fc1.bias": rnd(4 * dim),
-            p + "mlp.fc2.weight": rnd(dim, 4 * dim), p + "mlp.fc2.bias": rnd(dim),
-            p + "ls2.gamma": rnd(dim, std=0.5),
-        })
+        state.update(
+            {
+                p + "norm1.weight": 1 + rnd(dim),
+                p + "norm1.bias": rnd(dim),
+                p + "attn.qkv.weight": rnd(3 * dim, dim),
+                p + "attn.qkv.bias": rnd(3 * dim),
+                p + "attn.proj.weight": rnd(dim, dim),
+                p + "attn.proj.bias": rnd(dim),
+                p + "ls1.gamma": rnd(dim, std=0.5),
+                p + "norm2.weight": 1 + rnd(dim),
+                p + "norm2.bias": rnd(dim),
+                p + "mlp.fc1.weight": rnd(4 * dim, dim),
+                p + "mlp.fc1.bias": rnd(4 * dim),
+                p + "mlp.fc2.weight": rnd(dim, 4 * dim),
+                p + "mlp.fc2.bias": rnd(dim),
+                p + "ls2.gamma": rnd(dim, std=0.5),
+            }
+        )
     return state
 
 
@@ -53,7 +73,9 @@ def reference_forward(state: dict, x: torch.Tensor, heads: int, registers: int) 
     patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(1, rows * cols, 3 * 14 * 14)
     tokens = patches @ s["patch_embed.proj.weight"].reshape(dim, -1).T + s["patch_embed.proj.bias"]
     grid = s["pos_embed"][0, 1:].reshape(37, 37, dim).permute(2, 0, 1)[None]
-    pos = F.interpolate(grid, scale_factor=((rows + 0.1) / 37, (cols + 0.1) / 37), mode="bicubic", antialias=False)
+    pos = F.interpolate(
+        grid, scale_factor=((rows + 0.1) / 37, (cols + 0.1) / 37), mode="bicubic", antialias=False
+    )
     pos = pos[0].permute(1, 2, 0).reshape(rows * cols, dim)
     tokens = torch.cat([s["cls_token"][0] + s["pos_embed"][0, :1], tokens[0] + pos])
     if registers:
@@ -71,10 +93,13 @@ def reference_forward(state: dict, x: torch.Tensor, heads: int, registers: int) 
         attn = torch.cat(out, dim=-1) @ s[p + "attn.proj.weight"].T + s[p + "attn.proj.bias"]
         tokens = tokens + attn * s[p + "ls1.gamma"]
         h = layer_norm(tokens, s[p + "norm2.weight"], s[p + "norm2.bias"])
-        h = F.gelu(h @ s[p + "mlp.fc1.weight"].T + s[p + "mlp.fc1.bias"]) @ s[p + "mlp.fc2.weight"].T + s[p + "mlp.fc2.bias"]
+        h = (
+            F.gelu(h @ s[p + "mlp.fc1.weight"].T + s[p + "mlp.fc1.bias"]) @ s[p + "mlp.fc2.weight"].T
+            + s[p + "mlp.fc2.bias"]
+        )
         tokens = tokens + h * s[p + "ls2.gamma"]
     tokens = layer_norm(tokens, s["norm.weight"], s["norm.bias"])
-    return tokens[1 + registers:].reshape(rows, cols, dim)
+    return tokens[1 + registers :].reshape(rows, cols, dim)
 
 
 @pytest.mark.parametrize("size,registers", [("s", 0), ("b", 0), ("s", 4)])
@@ -109,14 +134,19 @@ def test_backbone_from_the_cache_folder(tmp_path, monkeypatch):
     assert grid.features.shape == (112 // 14, 154 // 14, 384)  # 160x120 -> 154x112 keeps the aspect ratio
     torch.testing.assert_close(grid.features.norm(dim=-1), torch.ones(8, 11))
     bf16 = Dinov2Backbone(backbone.model, "dinov2_vits14", torch.device("cpu"), short_side=112, bf16=True)
-    cosine = (bf16.extract(np.full((120, 160, 3), 90, np.uint8)).features * backbone.extract(np.full((120, 160, 3), 90, np.uint8)).features).sum(-1)
+    cosine = (
+        bf16.extract(np.full((120, 160, 3), 90, np.uint8)).features
+        * backbone.extract(np.full((120, 160, 3), 90, np.uint8)).features
+    ).sum(-1)
     assert cosine.min() > 0.99
 
 
 def test_missing_checkpoint_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
     monkeypatch.delenv("ISAR_ROS_DINOV2_VITB14", raising=False)
-    with pytest.raises(WeightsNotFound, match=rf"dinov2_vitb14_pretrain\.pth into {tmp_path}.*ISAR_ROS_DINOV2_VITB14"):
+    with pytest.raises(
+        WeightsNotFound, match=rf"dinov2_vitb14_pretrain\.pth into {tmp_path}.*ISAR_ROS_DINOV2_VITB14"
+    ):
         Dinov2Backbone.from_name("dinov2_vitb14", torch.device("cpu"))
 
 

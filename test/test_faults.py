@@ -1,4 +1,5 @@
-"""Faults in the running graph: concurrent teaching, the camera stopping, the teach node dying, the clock jumping back."""
+"""Faults in the running graph: concurrent teaching, the camera stopping, the teach node dying, the clock
+jumping back."""
 
 import threading
 import time
@@ -6,18 +7,18 @@ import time
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from sensor_msgs.msg import RegionOfInterest
-
-from isar_ros.core.memory_store import load_memory
-from isar_ros.core.perception import Perception, PerceptionConfig
-from isar_ros.ros.launcher import Graph, NodeSpec
-from isar_ros.msgio.image_codec import numpy_to_image
-from isar_ros.ros.services import wait_until_ready
 from isar_ros_msgs.msg import InstanceSegmentation, Prompt
 from isar_ros_msgs.srv import ListObjects, RenameObject, TeachObject
 from ros_client import RosClient, wait_until
+from sensor_msgs.msg import RegionOfInterest
 from test_perception import box_prompt, scene
 from test_ros_nodes import INSTANCES, RED, Camera, answer_after_switch, instances_with
+
+from isar_ros.core.memory_store import load_memory
+from isar_ros.core.perception import Perception, PerceptionConfig
+from isar_ros.msgio.image_codec import numpy_to_image
+from isar_ros.ros.launcher import Graph, NodeSpec
+from isar_ros.ros.services import wait_until_ready
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -33,7 +34,9 @@ def graph(tmp_path_factory):
     nodes = Graph(log_dir=tmp_path_factory.mktemp("logs"))
     state = {"client": client, "camera": camera, "graph": nodes, "memory_dir": memory_dir}
     state["teach"] = nodes.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
-    nodes.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference")
+    nodes.start(
+        NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference"
+    )
     client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
     yield state
     camera.stop()
@@ -69,7 +72,10 @@ def test_concurrent_teach_requests_lose_no_object(graph):
     assert all(results[n].success for n in names), {n: r.message for n, r in results.items()}
     ids = {results[n].object_id for n in names}
     assert len(ids) == len(names)  # every request got its own object
-    listed = {o.name: o.object_id for o in client.call("/isar_teach/list", ListObjects, ListObjects.Request()).objects}
+    listed = {
+        o.name: o.object_id
+        for o in client.call("/isar_teach/list", ListObjects, ListObjects.Request()).objects
+    }
     assert all(listed[n] == results[n].object_id for n in names)
     on_disk = load_memory(graph["memory_dir"])  # autosaved: nothing lost on disk either
     assert {o.name for o in on_disk.objects.values()} >= set(names)
@@ -90,7 +96,11 @@ def test_teach_node_dies_and_comes_back(graph):
     client, camera, nodes = graph["client"], graph["camera"], graph["graph"]
     teaching = numpy_to_image(scene({"green_checker": (60, 60, 70, 70)}, seed=11)[0], "rgb8")
     prompt = Prompt(has_box=True, box=RegionOfInterest(x_offset=60, y_offset=60, width=70, height=70))
-    taught = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="survivor", prompts=[prompt], image=teaching))
+    taught = client.call(
+        "/isar_teach/teach",
+        TeachObject,
+        TeachObject.Request(name="survivor", prompts=[prompt], image=teaching),
+    )
     assert taught.success  # an object of its own: copies of one object would compete for its pixels
     camera.rgb = scene({"green_checker": (200, 100, 70, 70)}, seed=5)[0]
     instances_with(client, lambda m: any(i.name == "survivor" for i in m.instances))
@@ -100,7 +110,9 @@ def test_teach_node_dies_and_comes_back(graph):
     # the inference node keeps serving the last memory
     answer = answer_after_switch(client, camera)
     assert answer.memory_version == version and any(i.name == "survivor" for i in answer.instances)
-    graph["teach"] = nodes.start(NodeSpec("teach_node", {"memory_dir": str(graph["memory_dir"])}), "teach_again")
+    graph["teach"] = nodes.start(
+        NodeSpec("teach_node", {"memory_dir": str(graph["memory_dir"])}), "teach_again"
+    )
     # The killed node stays in DDS discovery until its lease ends, so a request may reach only the dead
     # server: an idempotent call, repeated until the new node answers, then teach once.
     listed = client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
@@ -124,15 +136,24 @@ def test_teach_node_killed_in_the_middle_of_a_save_restarts_with_the_previous_me
     client, nodes, folder = graph["client"], graph["graph"], tmp_path / "memory"
     # A memory big enough that a save takes tens of milliseconds: three objects taught on 640x480.
     perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
-    rgb, masks = scene({"red_stripes": (60, 60, 140, 120), "blue_dots": (300, 200, 150, 130), "green_checker": (420, 40, 140, 110)},
-                       size=(480, 640))
+    rgb, masks = scene(
+        {
+            "red_stripes": (60, 60, 140, 120),
+            "blue_dots": (300, 200, 150, 130),
+            "green_checker": (420, 40, 140, 110),
+        },
+        size=(480, 640),
+    )
     frame = perception.encode(rgb)
     for name, mask in masks.items():
         perception.teach([(frame, [box_prompt(mask)])], name=name)
     perception.save(folder)
     previous = load_memory(folder)
     names = {i: o.name for i, o in previous.objects.items()}
-    first = nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach"}), "crash_teach")
+    first = nodes.start(
+        NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach"}),
+        "crash_teach",
+    )
     client.call_fresh_node("/crash_teach/list", ListObjects, ListObjects.Request())
     temporary = lambda: {p.name for p in folder.glob(".arrays-*.tmp")}  # noqa: E731
     assert not temporary()
@@ -148,9 +169,18 @@ def test_teach_node_killed_in_the_middle_of_a_save_restarts_with_the_previous_me
     assert temporary(), "the kill came after the save had finished: this trial tested nothing"
     on_disk = load_memory(folder)  # loads (the old manifest still names the old arrays)
     assert (on_disk.version, {i: o.name for i, o in on_disk.objects.items()}) == (previous.version, names)
-    nodes.start(NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach_again"}), "crash_teach_again")
+    nodes.start(
+        NodeSpec("teach_node", {"memory_dir": str(folder)}, remappings={"__node": "crash_teach_again"}),
+        "crash_teach_again",
+    )
     listed = client.call_fresh_node("/crash_teach_again/list", ListObjects, ListObjects.Request())
-    assert listed.memory_version == previous.version and {o.object_id: o.name for o in listed.objects} == names
-    renamed = client.call("/crash_teach_again/rename", RenameObject, RenameObject.Request(object_id=1, new_name="saved after the restart"))
+    assert (
+        listed.memory_version == previous.version and {o.object_id: o.name for o in listed.objects} == names
+    )
+    renamed = client.call(
+        "/crash_teach_again/rename",
+        RenameObject,
+        RenameObject.Request(object_id=1, new_name="saved after the restart"),
+    )
     assert renamed.success and not temporary()  # the next complete save removes what the killed one left
     assert load_memory(folder).objects[1].name == "saved after the restart"

@@ -22,17 +22,30 @@ from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.isar.dataset import IsarDataset, IsarFormatError
 from isar_ros.msgio.image_codec import ENCODINGS, ImageConversionError, image_to_numpy
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-10**12, 10**12))
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-(10**12), 10**12))
 
 
 @SETTINGS
-@given(encoding=st.one_of(st.sampled_from(sorted(ENCODINGS)), st.text(max_size=8)),
-       height=st.integers(-5, 70), width=st.integers(-5, 70), step=st.integers(-5, 600),
-       size=st.integers(0, 5000), bigendian=st.integers(0, 1))
+@given(
+    encoding=st.one_of(st.sampled_from(sorted(ENCODINGS)), st.text(max_size=8)),
+    height=st.integers(-5, 70),
+    width=st.integers(-5, 70),
+    step=st.integers(-5, 600),
+    size=st.integers(0, 5000),
+    bigendian=st.integers(0, 1),
+)
 def test_image_conversion_only_raises_its_own_error(encoding, height, width, step, size, bigendian):
-    msg = Image(encoding=encoding, height=max(height, 0), width=max(width, 0), step=max(step, 0),
-                is_bigendian=bigendian, data=bytes(size))
+    msg = Image(
+        encoding=encoding,
+        height=max(height, 0),
+        width=max(width, 0),
+        step=max(step, 0),
+        is_bigendian=bigendian,
+        data=bytes(size),
+    )
     try:
         array = image_to_numpy(msg)
     except ImageConversionError as error:
@@ -43,10 +56,19 @@ def test_image_conversion_only_raises_its_own_error(encoding, height, width, ste
 
 
 @SETTINGS
-@given(points=st.lists(st.tuples(numbers, numbers), max_size=5), labels=st.lists(st.integers(-3, 3), max_size=6),
-       box=st.one_of(st.none(), st.lists(numbers, min_size=0, max_size=6)), width=st.integers(1, 4000), height=st.integers(1, 4000))
+@given(
+    points=st.lists(st.tuples(numbers, numbers), max_size=5),
+    labels=st.lists(st.integers(-3, 3), max_size=6),
+    box=st.one_of(st.none(), st.lists(numbers, min_size=0, max_size=6)),
+    width=st.integers(1, 4000),
+    height=st.integers(1, 4000),
+)
 def test_prompt_validation_only_raises_prompt_error(points, labels, box, width, height):
-    prompt = Prompt(np.array(points, np.float64).reshape(-1, 2), np.array(labels), None if box is None else np.array(box, np.float64))
+    prompt = Prompt(
+        np.array(points, np.float64).reshape(-1, 2),
+        np.array(labels),
+        None if box is None else np.array(box, np.float64),
+    )
     try:
         prompt.validate(width, height)
     except PromptError as error:
@@ -79,16 +101,38 @@ def saved_memory(tmp_path_factory):
     return directory
 
 
-FIELDS = ["format", "schema_version", "backbone_id", "feature_dim", "version", "next_id", "arrays", "arrays_sha256", "objects"]
-hostile_values = st.one_of(numbers, st.text(max_size=20), st.none(), st.booleans(),
-                           st.sampled_from(["../../../etc/passwd", "/tmp/x.npz", "arrays-000001.npz/../../y", "\x00", "é" * 50]),
-                           st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+FIELDS = [
+    "format",
+    "schema_version",
+    "backbone_id",
+    "feature_dim",
+    "version",
+    "next_id",
+    "arrays",
+    "arrays_sha256",
+    "objects",
+]
+hostile_values = st.one_of(
+    numbers,
+    st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["../../../etc/passwd", "/tmp/x.npz", "arrays-000001.npz/../../y", "\x00", "é" * 50]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
 
 
 @SETTINGS
-@given(field=st.sampled_from(FIELDS + ["objects.0.id", "objects.0.name", "objects.0.bias", "objects.0.min_patches"]),
-       value=hostile_values)
-def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(saved_memory, tmp_path_factory, field, value):
+@given(
+    field=st.sampled_from(
+        FIELDS + ["objects.0.id", "objects.0.name", "objects.0.bias", "objects.0.min_patches"]
+    ),
+    value=hostile_values,
+)
+def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(
+    saved_memory, tmp_path_factory, field, value
+):
     directory = tmp_path_factory.mktemp("edited") / "m"
     shutil.copytree(saved_memory, directory)
     manifest = json.loads((directory / "manifest.json").read_text())
@@ -110,17 +154,32 @@ def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(saved_memory, 
             assert isinstance(object_id, int) and 1 <= object_id < memory.next_id
             assert check_name(obj.name) == obj.name and obj.exemplars.min_patches >= 1
             c = obj.classifier
-            assert all(math.isfinite(v) for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold))
-            assert obj.classifier.weights.shape == (memory.feature_dim,) and np.isfinite(obj.classifier.weights).all()
+            assert all(
+                math.isfinite(v)
+                for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold)
+            )
+            assert (
+                obj.classifier.weights.shape == (memory.feature_dim,)
+                and np.isfinite(obj.classifier.weights).all()
+            )
     assert sorted(p.name for p in directory.parent.rglob("*")) == before  # nothing written
 
 
 @SETTINGS
-@given(content=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                         st.recursive(st.one_of(numbers, st.text(max_size=8), st.none()),
-                                      lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                                      max_leaves=12).map(json.dumps)),
-       target=st.sampled_from(["prompts_multi.json", "camera_poses.json", "color_map.json", "attributes.json"]))
+@given(
+    content=st.one_of(
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        st.recursive(
+            st.one_of(numbers, st.text(max_size=8), st.none()),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(json.dumps),
+    ),
+    target=st.sampled_from(["prompts_multi.json", "camera_poses.json", "color_map.json", "attributes.json"]),
+)
 def test_isar_reader_refuses_malformed_files_clearly(tiny_dataset, tmp_path_factory, content, target):
     root = tmp_path_factory.mktemp("isar")
     task = sorted(p for p in Path(tiny_dataset).iterdir() if p.is_dir())[0]
@@ -134,15 +193,24 @@ def test_isar_reader_refuses_malformed_files_clearly(tiny_dataset, tmp_path_fact
         elif target == "camera_poses.json":
             scene.frame(0).pose()
         elif target == "color_map.json":
-            scene.color_map
+            _ = scene.color_map
         else:
-            scene.attributes
+            _ = scene.attributes
     except IsarFormatError as error:
         assert target in str(error)
 
 
-@pytest.mark.parametrize("field,value", [("next_id", 10**12), ("next_id", -1), ("version", -5), ("feature_dim", 3),
-                                         ("arrays", "../arrays-000001.npz"), ("schema_version", 99)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("next_id", 10**12),
+        ("next_id", -1),
+        ("version", -5),
+        ("feature_dim", 3),
+        ("arrays", "../arrays-000001.npz"),
+        ("schema_version", 99),
+    ],
+)
 def test_out_of_range_manifest_values_are_refused(saved_memory, tmp_path, field, value):
     directory = tmp_path / "m"
     shutil.copytree(saved_memory, directory)
@@ -170,7 +238,9 @@ def test_a_memory_folder_cannot_run_code(saved_memory, tmp_path):
     manifest = json.loads((directory / "manifest.json").read_text())
     import hashlib
 
-    manifest["arrays_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()  # even with a matching checksum
+    manifest["arrays_sha256"] = hashlib.sha256(
+        arrays.read_bytes()
+    ).hexdigest()  # even with a matching checksum
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(MemoryFormatError):
         load_memory(directory)

@@ -30,8 +30,12 @@ def padded_message(array: np.ndarray, encoding: str, padding: int, bigendian: bo
     rows = array.astype(dtype).reshape(array.shape[0], -1).view(np.uint8)
     rows = np.concatenate([rows, np.full((rows.shape[0], padding), 0xAB, np.uint8)], axis=1)
     return Image(
-        height=array.shape[0], width=array.shape[1], encoding=encoding, is_bigendian=int(bigendian),
-        step=rows.shape[1], data=rows.tobytes(),
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=rows.shape[1],
+        data=rows.tobytes(),
     )
 
 
@@ -75,14 +79,18 @@ def test_colour_conversion_like_cv_bridge():
 def test_wrong_step_is_named():
     msg = numpy_to_image(random_image("rgb8"), "rgb8")
     msg.step = 20
-    with pytest.raises(ImageConversionError, match=r"step 20 is smaller than one row \(7 px x 3 bytes = 21 bytes\)"):
+    with pytest.raises(
+        ImageConversionError, match=r"step 20 is smaller than one row \(7 px x 3 bytes = 21 bytes\)"
+    ):
         image_to_numpy(msg)
 
 
 def test_short_data_is_named():
     msg = numpy_to_image(random_image("mono16"), "mono16")
     msg.data = bytes(msg.data)[:-1]
-    with pytest.raises(ImageConversionError, match=r"data holds 69 bytes, but step x height = 14 x 5 = 70 bytes"):
+    with pytest.raises(
+        ImageConversionError, match=r"data holds 69 bytes, but step x height = 14 x 5 = 70 bytes"
+    ):
         image_to_numpy(msg)
 
 

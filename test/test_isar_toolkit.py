@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from isar_ros.isar import registry
 from isar_ros.core.geometry import PinholeCamera
+from isar_ros.isar import registry
 from isar_ros.isar.dataset import T_OPENGL_OPTICAL, IsarDataset, IsarFormatError
 from isar_ros.isar.report import write_reports
 from isar_ros.isar.rules import make_prompts, prompt_min_area
@@ -100,13 +100,21 @@ def test_saved_colour_predictions_score_like_label_images(tiny_dataset, tmp_path
 
     dataset = IsarDataset(tiny_dataset)
     task = dataset.tasks[0]
-    result = run_benchmark(dataset, registry.create("oracle"), ["multi_shot"], [task.name], save_predictions=tmp_path,
-                           progress=False)
+    result = run_benchmark(
+        dataset,
+        registry.create("oracle"),
+        ["multi_shot"],
+        [task.name],
+        save_predictions=tmp_path,
+        progress=False,
+    )
     scene = task.test_scenes[0]
     rescored = SceneScore.for_ids(task.semantic_ids)
     for frame in scene:
         image = cv2.imread(str(tmp_path / "multi_shot" / task.name / scene.name / f"{frame.name}.png"))
-        rescored.add_frame(frame.name, masks_from_colors(image, scene.color_map, task.semantic_ids), frame.ground_truth())
+        rescored.add_frame(
+            frame.name, masks_from_colors(image, scene.color_map, task.semantic_ids), frame.ground_truth()
+        )
     assert rescored.official() == result.modes["multi_shot"][0].score.official()
 
 
@@ -121,7 +129,9 @@ def test_depth_poses_and_intrinsics_agree(tiny_dataset):
         depth_a, depth_b = fa.depth_mm() / 1000.0, fb.depth_mm() / 1000.0
         v, u = np.nonzero(ids_a >= 1660)
         d = depth_a[v, u]
-        points_cam = np.stack([(u - intr.cx) * d / intr.fx, -(v - intr.cy) * d / intr.fy, -d, np.ones_like(d)])
+        points_cam = np.stack(
+            [(u - intr.cx) * d / intr.fx, -(v - intr.cy) * d / intr.fy, -d, np.ones_like(d)]
+        )
         world = fa.pose() @ points_cam
         in_b = np.linalg.inv(fb.pose()) @ world
         z = -in_b[2]
@@ -132,7 +142,9 @@ def test_depth_poses_and_intrinsics_agree(tiny_dataset):
         unoccluded = np.abs(depth_b[vb, ub] - z) < 0.02
         same = ids_b[vb, ub][unoccluded] == source_ids[unoccluded]
         assert unoccluded.sum() > 100
-        assert same.mean() > 0.97, f"frames {a}->{b}: only {same.mean():.3f} of re-projected pixels hit the same object"
+        assert same.mean() > 0.97, (
+            f"frames {a}->{b}: only {same.mean():.3f} of re-projected pixels hit the same object"
+        )
         checked += unoccluded.sum()
     assert checked > 1000
 

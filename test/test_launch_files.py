@@ -15,13 +15,19 @@ LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 def node_calls(path: Path) -> list[ast.Call]:
     tree = ast.parse(path.read_text())
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("Node", "LifecycleNode")]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("Node", "LifecycleNode")
+    ]
 
 
 def config_sections() -> dict:
     """config/isar_ros.yaml by node name (its keys are /**/<node>, for any namespace)."""
     raw = yaml.safe_load((ROOT / "config" / "isar_ros.yaml").read_text())
-    assert all(key.startswith("/**/") for key in raw), "keys must be /**/<node> so that namespaced nodes get them"
+    assert all(key.startswith("/**/") for key in raw), (
+        "keys must be /**/<node> so that namespaced nodes get them"
+    )
     return {key.removeprefix("/**/"): value for key, value in raw.items()}
 
 
@@ -31,9 +37,11 @@ def declared_parameters(node: str) -> set[str]:
     from isar_ros.settings import specs
     from sim_bridge.bridge_node import SimBridgeSettings
 
-    declared = {"isar_teach": teach_node.parameter_specs() + [AUTOSTART],
-                "isar_inference": inference_node.parameter_specs() + [AUTOSTART],
-                "isar_sim_bridge": specs(SimBridgeSettings)}[node]
+    declared = {
+        "isar_teach": teach_node.parameter_specs() + [AUTOSTART],
+        "isar_inference": inference_node.parameter_specs() + [AUTOSTART],
+        "isar_sim_bridge": specs(SimBridgeSettings),
+    }[node]
     return {s.name for s in declared}
 
 
@@ -54,7 +62,9 @@ def topics_subscribed_or_published(module: str) -> set[str]:
     from isar_ros.msgio import topics
 
     source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
-    used = re.findall(r'create_(?:lifecycle_publisher|subscription|publisher)\(\s*\w+,\s*topics\.(\w+)', source)
+    used = re.findall(
+        r"create_(?:lifecycle_publisher|subscription|publisher)\(\s*\w+,\s*topics\.(\w+)", source
+    )
     return {getattr(topics, name) for name in used}
 
 
@@ -73,7 +83,9 @@ def test_launch_file_names_only_what_exists(path):
         executable = ast.literal_eval(keyword(call, "executable"))
         name = ast.literal_eval(keyword(call, "name"))
         assert package == "isar_ros"
-        assert executable in console_scripts() and executable in NODES, f"{executable} is not an installed executable"
+        assert executable in console_scripts() and executable in NODES, (
+            f"{executable} is not an installed executable"
+        )
         assert name in params, f"node name {name} has no section in config/isar_ros.yaml"
         remaps = keyword(call, "remappings")
         topics = topics_subscribed_or_published(NODES[executable])
@@ -82,8 +94,11 @@ def test_launch_file_names_only_what_exists(path):
             if source is not None:
                 assert source in topics, f"{path.name}: {executable} has no topic {source!r} to remap"
         if isinstance(remaps, ast.Name):  # a list built above in the file
-            assigned = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Assign)
-                        and getattr(n.targets[0], "id", "") == remaps.id]
+            assigned = [
+                n
+                for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == remaps.id
+            ]
             for pair in assigned[0].value.elts:
                 assert ast.literal_eval(pair.elts[0]) in topics
 
@@ -99,6 +114,18 @@ def test_inference_defaults_in_the_config_match_the_core():
 
     params = config_sections()["isar_inference"]["ros__parameters"]
     core = InferenceConfig()
-    for key in ("matcher", "presence", "presence_offset", "mask_offset", "hysteresis", "temporal", "edge_aware",
-                "max_area_factor", "min_component_fraction", "refine"):
-        assert params[key] == getattr(core, key), f"{key}: config says {params[key]}, the core default is {getattr(core, key)}"
+    for key in (
+        "matcher",
+        "presence",
+        "presence_offset",
+        "mask_offset",
+        "hysteresis",
+        "temporal",
+        "edge_aware",
+        "max_area_factor",
+        "min_component_fraction",
+        "refine",
+    ):
+        assert params[key] == getattr(core, key), (
+            f"{key}: config says {params[key]}, the core default is {getattr(core, key)}"
+        )

@@ -11,8 +11,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("isar_ros", "sim_bridge")
 ROS_ONLY = ("rclpy", "launch", "launch_ros", "tf2_ros", "message_filters")
-MESSAGE_PACKAGES = ("isar_ros_msgs", "sensor_msgs", "std_msgs", "geometry_msgs", "diagnostic_msgs", "std_srvs",
-                    "builtin_interfaces", "rcl_interfaces", "rosgraph_msgs", "visualization_msgs", "lifecycle_msgs")
+MESSAGE_PACKAGES = (
+    "isar_ros_msgs",
+    "sensor_msgs",
+    "std_msgs",
+    "geometry_msgs",
+    "diagnostic_msgs",
+    "std_srvs",
+    "builtin_interfaces",
+    "rcl_interfaces",
+    "rosgraph_msgs",
+    "visualization_msgs",
+    "lifecycle_msgs",
+)
 
 # layer -> project modules it may import (prefixes). The rest of the project is above it.
 BASE = ("isar_ros.errors", "isar_ros.settings", "isar_ros.paths")
@@ -21,10 +32,24 @@ ALLOWED = {
     "isar_ros.msgio": ("isar_ros.msgio", *BASE),
     "isar_ros.isar": ("isar_ros.isar", "isar_ros.core", "isar_ros.msgio", *BASE),
     "sim_bridge": ("sim_bridge", "isar_ros.isar", "isar_ros.core", "isar_ros.msgio", *BASE),
-    "sim_bridge.bridge_node": ("sim_bridge", "isar_ros.isar", "isar_ros.core", "isar_ros.msgio", "isar_ros.ros", *BASE),
+    "sim_bridge.bridge_node": (
+        "sim_bridge",
+        "isar_ros.isar",
+        "isar_ros.core",
+        "isar_ros.msgio",
+        "isar_ros.ros",
+        *BASE,
+    ),
     "isar_ros.ros": ("isar_ros.ros", "isar_ros.isar", "isar_ros.core", "isar_ros.msgio", *BASE),
 }
-ROS_FREE = ("isar_ros.core", "isar_ros.isar", "isar_ros.msgio", "sim_bridge.generator", "sim_bridge.raycast", "sim_bridge.bags")
+ROS_FREE = (
+    "isar_ros.core",
+    "isar_ros.isar",
+    "isar_ros.msgio",
+    "sim_bridge.generator",
+    "sim_bridge.raycast",
+    "sim_bridge.bags",
+)
 
 
 def module_name(path: Path) -> str:
@@ -98,7 +123,11 @@ def test_there_is_no_import_cycle():
         state[module] = "open"
         for other in sorted(edges.get(module, ())):
             if state.get(other) == "open":
-                cycles.append(" -> ".join(stack[stack.index(other):] + [module, other]) if other in stack else f"{module} -> {other}")
+                cycles.append(
+                    " -> ".join(stack[stack.index(other) :] + [module, other])
+                    if other in stack
+                    else f"{module} -> {other}"
+                )
             elif other not in state:
                 visit(other, [*stack, module])
         state[module] = "done"
@@ -112,6 +141,14 @@ def test_there_is_no_import_cycle():
 def test_the_checks_see_a_violation(tmp_path):
     """The checker itself: a module importing rclpy and one importing upwards are found."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import rclpy\nfrom isar_ros.ros import teach_node\n\ndef f():\n    from sim_bridge import bags\n")
-    assert imports_of(bad, {"isar_ros.ros.teach_node", "sim_bridge.bags"}) == {"rclpy", "isar_ros.ros.teach_node", "sim_bridge.bags"}
-    assert layer_of("isar_ros.core.memory") == "isar_ros.core" and not within("isar_ros.ros.teach_node", ALLOWED["isar_ros.core"])
+    bad.write_text(
+        "import rclpy\nfrom isar_ros.ros import teach_node\n\ndef f():\n    from sim_bridge import bags\n"
+    )
+    assert imports_of(bad, {"isar_ros.ros.teach_node", "sim_bridge.bags"}) == {
+        "rclpy",
+        "isar_ros.ros.teach_node",
+        "sim_bridge.bags",
+    }
+    assert layer_of("isar_ros.core.memory") == "isar_ros.core" and not within(
+        "isar_ros.ros.teach_node", ALLOWED["isar_ros.core"]
+    )

@@ -1,4 +1,5 @@
-"""The code's habits, checked: ruff (lint rules and formatting, pyproject.toml) and mypy on the ROS-free layers."""
+"""The code's habits, checked: ruff (lint rules and formatting, pyproject.toml) and mypy on the ROS-free
+layers."""
 
 from __future__ import annotations
 
@@ -25,5 +26,7 @@ def test_the_code_is_formatted_as_ruff_format_writes_it():
 
 
 def test_mypy_finds_no_type_error_in_core_isar_and_msgio():
-    result = run(sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir", "/tmp/isar_ros_mypy_cache")
+    result = run(
+        sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir", "/tmp/isar_ros_mypy_cache"
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -26,7 +26,13 @@ def box(r0, r1, c0, c1):
 
 def test_perfect_prediction():
     s = score_frame(box(2, 7, 2, 7), box(2, 7, 2, 7))
-    assert (s.visible, s.iou, s.boundary_f, s.misclassified, s.false_detection) == (True, 1.0, 1.0, False, False)
+    assert (s.visible, s.iou, s.boundary_f, s.misclassified, s.false_detection) == (
+        True,
+        1.0,
+        1.0,
+        False,
+        False,
+    )
 
 
 def test_partial_prediction_inside():
@@ -83,8 +89,14 @@ def test_scene_averages_visible_frames_only_and_nan_for_never_visible_ids():
     assert score.false_detection_ratio_visible() == {1: 0.0}
     official = score.official()
     assert official["iou_detailed"] == {"1": {"0000000.jpg": 1.0, "0000001.jpg": 0.5}, "2": {}}
-    assert set(official) == {"mIoU", "mBoundF", "misclassification_rate", "false_detection_ratio_visible",
-                             "false_detection_ratio_not_visible", "iou_detailed"}
+    assert set(official) == {
+        "mIoU",
+        "mBoundF",
+        "misclassification_rate",
+        "false_detection_ratio_visible",
+        "false_detection_ratio_not_visible",
+        "iou_detailed",
+    }
 
 
 def test_misclassification_rate_is_per_object_then_mean():
@@ -117,7 +129,11 @@ def test_mode_and_attribute_means():
     b.add_frame("0", {1: box(0, 10, 0, 5)}, gt)
     a.seconds, b.seconds = 0.5, 0.5
     summary = mean_over_scenes([a, b])
-    assert summary["mIoU"] == pytest.approx(0.75) and summary["scenes"] == 2 and summary["fps"] == pytest.approx(2.0)
+    assert (
+        summary["mIoU"] == pytest.approx(0.75)
+        and summary["scenes"] == 2
+        and summary["fps"] == pytest.approx(2.0)
+    )
     attrs = attribute_means([(a, {"CLA": True}), (b, {"CLA": False})], ["CLA", "FST"])
     assert attrs["CLA"]["mIoU"] == 1.0 and attrs["CLA"]["scenes"] == 1
     assert attrs["FST"]["scenes"] == 0 and math.isnan(attrs["FST"]["mIoU"])

@@ -15,13 +15,18 @@ from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import GrabCutPredictor, Prompt, PromptError
 
 
-def scene(objects: dict[str, tuple[int, int, int, int]], seed: int = 0, size=(240, 320)) -> tuple[np.ndarray, dict]:
+def scene(
+    objects: dict[str, tuple[int, int, int, int]], seed: int = 0, size=(240, 320)
+) -> tuple[np.ndarray, dict]:
     """A textured background with textured rectangles: name -> (x, y, w, h). Returns (rgb, masks)."""
     rng = np.random.default_rng(seed)
     image = (rng.integers(90, 140, (*size, 3))).astype(np.uint8)
     image = cv2.GaussianBlur(image, (5, 5), 0)
-    looks = {"red_stripes": ((220, 30, 30), (250, 220, 40)), "blue_dots": ((30, 60, 220), (240, 240, 240)),
-             "green_checker": ((40, 170, 60), (20, 20, 20))}
+    looks = {
+        "red_stripes": ((220, 30, 30), (250, 220, 40)),
+        "blue_dots": ((30, 60, 220), (240, 240, 240)),
+        "green_checker": ((40, 170, 60), (20, 20, 20)),
+    }
     masks = {}
     for name, (x, y, w, h) in objects.items():
         a, b = looks[name]
@@ -35,9 +40,9 @@ def scene(objects: dict[str, tuple[int, int, int, int]], seed: int = 0, size=(24
         else:
             yy, xx = np.mgrid[0:h, 0:w]
             patch[((yy // 8 + xx // 8) % 2) == 1] = b
-        image[y:y + h, x:x + w] = patch
+        image[y : y + h, x : x + w] = patch
         mask = np.zeros(size, bool)
-        mask[y:y + h, x:x + w] = True
+        mask[y : y + h, x : x + w] = True
         masks[name] = mask
     return image, masks
 
@@ -100,7 +105,9 @@ def test_one_matrix_product_equals_per_object_scores(taught):
     stacked = perception.finder.score(grid).numpy()
     flat = grid.features.numpy()
     for k, obj in enumerate(sorted(perception.memory.objects.values(), key=lambda o: o.object_id)):
-        np.testing.assert_allclose(stacked[..., k], flat @ obj.classifier.weights + obj.classifier.bias, atol=1e-5)
+        np.testing.assert_allclose(
+            stacked[..., k], flat @ obj.classifier.weights + obj.classifier.bias, atol=1e-5
+        )
 
 
 def test_forget_and_rename(taught):
@@ -116,7 +123,9 @@ def test_forget_and_rename(taught):
 def test_multi_shot_adds_exemplars_to_the_same_object(taught):
     perception, red, _ = taught
     rgb, masks = scene({"red_stripes": (150, 100, 60, 50)}, seed=9)
-    result = perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id)
+    result = perception.teach(
+        [(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id
+    )
     assert result.object_id == red.object_id and perception.memory.objects[red.object_id].num_exemplars == 2
 
 
@@ -132,7 +141,9 @@ def test_what_an_object_keeps_for_refits_is_bounded():
         object_id = perception.teach(teaching, name="red", object_id=object_id).object_id
     taught = perception.memory.objects[object_id]
     assert taught.num_exemplars == 4
-    assert len(taught.exemplars.negatives) == 500 and len(taught.exemplars.positives) == 200  # 4 x 4800 patches, x3 with the variants
+    assert (
+        len(taught.exemplars.negatives) == 500 and len(taught.exemplars.positives) == 200
+    )  # 4 x 4800 patches, x3 with the variants
 
 
 def test_save_load_gives_identical_predictions(taught, tmp_path):
@@ -143,8 +154,13 @@ def test_save_load_gives_identical_predictions(taught, tmp_path):
     rgb, _ = scene({"red_stripes": (200, 30, 80, 70), "blue_dots": (20, 140, 60, 60)}, seed=4)
     a, b = perception.find(perception.encode(rgb)), restored.find(restored.encode(rgb))
     np.testing.assert_array_equal(a.labels, b.labels)
-    assert [(i.object_id, i.name, i.score, i.box_xywh) for i in a.instances] == [(i.object_id, i.name, i.score, i.box_xywh) for i in b.instances]
-    assert restored.memory.next_id == perception.memory.next_id and restored.memory.version == perception.memory.version
+    assert [(i.object_id, i.name, i.score, i.box_xywh) for i in a.instances] == [
+        (i.object_id, i.name, i.score, i.box_xywh) for i in b.instances
+    ]
+    assert (
+        restored.memory.next_id == perception.memory.next_id
+        and restored.memory.version == perception.memory.version
+    )
 
 
 def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(taught, tmp_path):
@@ -176,7 +192,9 @@ def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(tau
     assert perception.memory is before
 
 
-def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_whole(taught, tmp_path, monkeypatch):
+def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_whole(
+    taught, tmp_path, monkeypatch
+):
     """A crash before each file-system step of a save (fsync, rename, unlink), in turn.
 
     Regression: two different memories with the same version number (one ~/load-ed from elsewhere)
@@ -203,6 +221,7 @@ def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_wh
             if len(steps) == crash_at:
                 raise KeyboardInterrupt(f"killed before step {crash_at}: {name}")
             return real[name](*args, **kwargs)
+
         return call
 
     crash_at = 1
@@ -219,19 +238,27 @@ def test_a_save_interrupted_at_any_step_leaves_the_previous_or_the_new_memory_wh
                 finished = True
             except KeyboardInterrupt:
                 finished = False
-        manifest_replaced = any(str(s).endswith(".tmp") and "manifest" in str(s) for s in steps[:crash_at - 1])
+        manifest_replaced = any(
+            str(s).endswith(".tmp") and "manifest" in str(s) for s in steps[: crash_at - 1]
+        )
         names = {o.name for o in load_memory(folder).objects.values()}
-        assert names == ({"green", "green again"} if manifest_replaced or finished else {"red mug", "blue box"}), steps
+        assert names == (
+            {"green", "green again"} if manifest_replaced or finished else {"red mug", "blue box"}
+        ), steps
         if finished:
             break
         crash_at += 1
-    assert crash_at >= 7  # arrays fsync and rename, folder fsync, manifest fsync and rename, folder fsync, old arrays removed
+    assert (
+        crash_at >= 7
+    )  # arrays fsync and rename, folder fsync, manifest fsync and rename, folder fsync, old arrays removed
 
 
 def test_memory_from_another_backbone_is_refused(taught, tmp_path):
     perception, _, _ = taught
     perception.save(tmp_path / "memory")
-    with pytest.raises(MemoryFormatError, match="was built with backbone 'handcrafted-v2.*but 'dinov2_vits14' is running"):
+    with pytest.raises(
+        MemoryFormatError, match="was built with backbone 'handcrafted-v2.*but 'dinov2_vits14' is running"
+    ):
         load_memory(tmp_path / "memory", backbone_id="dinov2_vits14")
 
 
@@ -253,13 +280,16 @@ def test_pickled_arrays_are_never_loaded(taught, tmp_path):
         load_memory(directory)
 
 
-@pytest.mark.parametrize("prompt,message", [
-    (Prompt(np.array([[500.0, 10.0]]), np.array([1])), r"point \(500, 10\) is outside the 320x240 image"),
-    (Prompt(box_xyxy=np.array([50.0, 50.0, 50.0, 80.0])), "is empty"),
-    (Prompt(np.array([[10.0, 10.0]]), np.array([0])), "neither a positive point nor a box"),
-    (Prompt(np.array([[np.nan, 10.0]]), np.array([1])), "NaN or infinite"),
-    (Prompt(np.array([[10.0, 10.0]]), np.array([1, 0])), "1 points but 2 labels"),
-])
+@pytest.mark.parametrize(
+    "prompt,message",
+    [
+        (Prompt(np.array([[500.0, 10.0]]), np.array([1])), r"point \(500, 10\) is outside the 320x240 image"),
+        (Prompt(box_xyxy=np.array([50.0, 50.0, 50.0, 80.0])), "is empty"),
+        (Prompt(np.array([[10.0, 10.0]]), np.array([0])), "neither a positive point nor a box"),
+        (Prompt(np.array([[np.nan, 10.0]]), np.array([1])), "NaN or infinite"),
+        (Prompt(np.array([[10.0, 10.0]]), np.array([1, 0])), "1 points but 2 labels"),
+    ],
+)
 def test_bad_prompts_are_refused_with_a_reason_and_nothing_is_taught(taught, prompt, message):
     perception, _, _ = taught
     frame = perception.encode(scene({})[0])
@@ -281,4 +311,7 @@ def test_prototype_matcher_finds_the_taught_object(taught):
 def test_object_model_is_built_on_the_inference_device(taught):
     perception, _, _ = taught
     model = ObjectModel(perception.snapshot(), "cpu")
-    assert model.weights_t.device == torch.device("cpu") and model.weights_t.shape == (perception.backbone.feature_dim, 2)
+    assert model.weights_t.device == torch.device("cpu") and model.weights_t.shape == (
+        perception.backbone.feature_dim,
+        2,
+    )

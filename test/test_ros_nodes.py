@@ -10,18 +10,18 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
+from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
+from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from ros_client import LATCHED, RosClient, wait_until
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
-
-from isar_ros.ros.launcher import Graph, NodeSpec
-from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
-from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
-from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
-from ros_client import LATCHED, RosClient, wait_until
 from test_perception import scene
+
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
+from isar_ros.ros.launcher import Graph, NodeSpec
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -53,14 +53,21 @@ class Camera:
                 continue
             self.count += 1
             header = Header(frame_id="camera_optical")
-            header.stamp.sec, header.stamp.nanosec = 2000 + self.stamp_offset + self.count // 10, (self.count % 10) * 100_000_000
+            header.stamp.sec, header.stamp.nanosec = (
+                2000 + self.stamp_offset + self.count // 10,
+                (self.count % 10) * 100_000_000,
+            )
             image = self.image_override or numpy_to_image(self.rgb, "rgb8", header=header)
             image.header = header
             height, width = self.rgb.shape[:2]
-            info = CameraInfo(header=header, width=width, height=height, k=[160.0, 0, 160.0, 0, 160.0, 120.0, 0, 0, 1])
+            info = CameraInfo(
+                header=header, width=width, height=height, k=[160.0, 0, 160.0, 0, 160.0, 120.0, 0, 0, 1]
+            )
             pose = PoseStamped(header=Header(stamp=header.stamp, frame_id="world"))
             pose.pose.orientation.w = 1.0  # optical frame = world frame: x right, y down, z forward
-            self.client.publish("/depth", numpy_to_image(np.full((height, width), 2000, np.uint16), "16UC1", header=header))
+            self.client.publish(
+                "/depth", numpy_to_image(np.full((height, width), 2000, np.uint16), "16UC1", header=header)
+            )
             self.client.publish("/camera_info", info)
             self.client.publish("/camera_pose", pose)
             self.client.publish("/image", image)
@@ -84,9 +91,18 @@ def ros(tmp_path_factory):
     memory_dir = tmp_path_factory.mktemp("memory")
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
     teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
-    inference = graph.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference")
+    inference = graph.start(
+        NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference"
+    )
     client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
-    state = {"client": client, "camera": camera, "graph": graph, "memory_dir": memory_dir, "teach": teach, "inference": inference}
+    state = {
+        "client": client,
+        "camera": camera,
+        "graph": graph,
+        "memory_dir": memory_dir,
+        "teach": teach,
+        "inference": inference,
+    }
     yield state
     camera.stop()
     graph.stop()
@@ -113,8 +129,9 @@ def answer_after_switch(client, camera, frames: int = 3) -> InstanceSegmentation
     wait_until(lambda: camera.count >= switched + frames, 30, "the camera to send new frames")
 
     def sent_after_switch(m):
-        later = {(s.sec, s.nanosec) for s in camera.stamps[switched + frames - 1:]}
+        later = {(s.sec, s.nanosec) for s in camera.stamps[switched + frames - 1 :]}
         return (m.header.stamp.sec, m.header.stamp.nanosec) in later
+
     return client.wait_for(INSTANCES, sent_after_switch, 60, after=seen)
 
 
@@ -141,13 +158,15 @@ def test_taught_object_is_found_with_its_id_and_name(ros):
     mask = image_to_numpy(response.masks[0]) > 0
     x, y, w, h = RED
     expected = np.zeros_like(mask)
-    expected[y:y + h, x:x + w] = True
+    expected[y : y + h, x : x + w] = True
     assert (mask & expected).sum() / (mask | expected).sum() > 0.8  # the operator sees what was taught
     camera.rgb, truth = scene({"red_stripes": MOVED}, seed=5)
     found = instances_with(client, lambda m: (response.object_id, "red mug") in ids_in(m))
     labels = image_to_numpy(found.label_image)
     assert found.label_image.encoding == "mono16" and found.header.frame_id == "camera_optical"
-    assert ((labels == response.object_id) & truth["red_stripes"]).sum() / ((labels == response.object_id) | truth["red_stripes"]).sum() > 0.6
+    assert ((labels == response.object_id) & truth["red_stripes"]).sum() / (
+        (labels == response.object_id) | truth["red_stripes"]
+    ).sum() > 0.6
 
 
 def test_absent_object_is_not_reported(ros):
@@ -170,7 +189,9 @@ def test_rviz_click_lands_on_the_projected_pixel_and_teaches(ros):
     behind = PointStamped(header=Header(frame_id="world"), point=Point(x=0.0, y=0.0, z=-1.0))
     client.publish("/clicked_point", behind)
     client.wait_for(FEEDBACK, lambda m: "behind the camera" in m.data, 30)
-    hidden = PointStamped(header=Header(frame_id="world"), point=Point(x=0.75, y=0.375, z=3.0))  # same pixel, 1 m behind the surface
+    hidden = PointStamped(
+        header=Header(frame_id="world"), point=Point(x=0.75, y=0.375, z=3.0)
+    )  # same pixel, 1 m behind the surface
     client.publish("/clicked_point", hidden)
     client.wait_for(FEEDBACK, lambda m: "hidden from this view" in m.data, 30)
     outside = PointStamped(header=Header(frame_id="world"), point=Point(x=5.0, y=0.0, z=1.0))
@@ -201,7 +222,9 @@ def test_rqt_pixel_clicks_with_a_box_teach(ros):
     result = client.call("/isar_teach/commit", Trigger, Trigger.Request())
     assert result.success, result.message
     object_id = int(re.search(r"taught object (\d+)", result.message).group(1))
-    found = instances_with(client, lambda m: any(i.object_id == object_id and i.name == "blue box" for i in m.instances))
+    found = instances_with(
+        client, lambda m: any(i.object_id == object_id and i.name == "blue box" for i in m.instances)
+    )
     assert found.instances
 
 
@@ -210,12 +233,18 @@ def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
     # An object no other test teaches: two taught copies of one object would compete for its pixels.
     teaching = numpy_to_image(scene({"green_checker": (60, 60, 70, 70)}, seed=11)[0], "rgb8")
     prompt = Prompt(has_box=True, box=RegionOfInterest(x_offset=60, y_offset=60, width=70, height=70))
-    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="to rename", prompts=[prompt], image=teaching))
+    response = client.call(
+        "/isar_teach/teach",
+        TeachObject,
+        TeachObject.Request(name="to rename", prompts=[prompt], image=teaching),
+    )
     assert response.success, response.message
     object_id = response.object_id
     camera.rgb = scene({"green_checker": (200, 100, 70, 70)}, seed=5)[0]
     instances_with(client, lambda m: (object_id, "to rename") in ids_in(m))
-    assert client.call("/isar_teach/rename", RenameObject, RenameObject.Request(object_id=object_id, new_name="renamed")).success
+    assert client.call(
+        "/isar_teach/rename", RenameObject, RenameObject.Request(object_id=object_id, new_name="renamed")
+    ).success
     instances_with(client, lambda m: (object_id, "renamed") in ids_in(m))
     set_parameter(client, "presence_offset", 50.0)  # nothing can be that sure
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
@@ -223,14 +252,19 @@ def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
     instances_with(client, lambda m: object_id in {i.object_id for i in m.instances})
     assert client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
-    assert not client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
+    assert not client.call(
+        "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)
+    ).success
 
 
 def test_bad_teach_requests_get_a_reason_and_the_node_keeps_serving(ros):
     client, camera = ros["client"], ros["camera"]
     empty_box = Prompt(has_box=True, box=RegionOfInterest(x_offset=10, y_offset=10, width=0, height=5))
-    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="x", prompts=[empty_box],
-                                                                               image=numpy_to_image(camera.rgb, "rgb8")))
+    response = client.call(
+        "/isar_teach/teach",
+        TeachObject,
+        TeachObject.Request(name="x", prompts=[empty_box], image=numpy_to_image(camera.rgb, "rgb8")),
+    )
     assert not response.success and "is empty" in response.message
     stale = Prompt(has_box=True, box=RegionOfInterest(x_offset=10, y_offset=10, width=30, height=30))
     stale.header.stamp.sec = 5  # never published
@@ -241,7 +275,9 @@ def test_bad_teach_requests_get_a_reason_and_the_node_keeps_serving(ros):
     fresh = camera.stamps[-1]
     by_stamp = Prompt(has_box=True, box=RegionOfInterest(x_offset=20, y_offset=20, width=60, height=60))
     by_stamp.header.stamp = fresh
-    response = client.call("/isar_teach/teach", TeachObject, TeachObject.Request(name="from the buffer", prompts=[by_stamp]))
+    response = client.call(
+        "/isar_teach/teach", TeachObject, TeachObject.Request(name="from the buffer", prompts=[by_stamp])
+    )
     assert response.success, response.message
 
 
@@ -264,7 +300,9 @@ def test_bad_images_are_skipped_and_the_stream_goes_on(ros, bad):
 
 def test_image_size_changed_mid_stream(ros):
     client, camera = ros["client"], ros["camera"]
-    camera.rgb = np.ascontiguousarray(np.repeat(np.repeat(scene({"red_stripes": MOVED}, seed=5)[0], 2, 0), 2, 1))  # 640x480
+    camera.rgb = np.ascontiguousarray(
+        np.repeat(np.repeat(scene({"red_stripes": MOVED}, seed=5)[0], 2, 0), 2, 1)
+    )  # 640x480
     found = instances_with(client, lambda m: m.label_image.width == 640 and m.label_image.height == 480)
     camera.rgb = scene({}, seed=1)[0]
     instances_with(client, lambda m: m.label_image.width == 320)
@@ -276,11 +314,20 @@ def test_a_late_inference_node_and_a_restarted_teach_node_get_every_object_back(
     assert teach_red(client, "kept over restarts").success
     listed = client.call("/isar_teach/list", ListObjects, ListObjects.Request())
     assert "kept over restarts" in {o.name for o in listed.objects}
-    late = graph.start(NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2},
-                                remappings={"__node": "isar_inference_late"}), "late")
+    late = graph.start(
+        NodeSpec(
+            "inference_node",
+            {"image_reliability": "reliable", "status_period_s": 0.2},
+            remappings={"__node": "isar_inference_late"},
+        ),
+        "late",
+    )
     client.listen("/isar_inference_late/status", DiagnosticStatus)
-    client.wait_for("/isar_inference_late/status",
-                    lambda m: {kv.key: kv.value for kv in m.values}["memory_version"] == str(listed.memory_version), 60)
+    client.wait_for(
+        "/isar_inference_late/status",
+        lambda m: {kv.key: kv.value for kv in m.values}["memory_version"] == str(listed.memory_version),
+        60,
+    )
     late.stop()
     ros["teach"].stop()  # saves on shutdown
     ros["teach"] = graph.start(NodeSpec("teach_node", {"memory_dir": str(ros["memory_dir"])}), "teach_again")

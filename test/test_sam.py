@@ -46,7 +46,9 @@ def test_a_checkpoint_of_another_variant_is_refused(tmp_path):
 
 
 def test_batched_nms_keeps_the_best_of_overlapping_boxes_per_category():
-    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]], dtype=torch.float32)
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]], dtype=torch.float32
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     categories = torch.tensor([0, 0, 1, 0])
     assert batched_nms(boxes, scores, categories, 0.5).tolist() == [0, 2, 3]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from ros_client import RosClient, wait_until
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import SetBool, Trigger
@@ -15,9 +16,8 @@ from std_srvs.srv import SetBool, Trigger
 from isar_ros.isar import registry
 from isar_ros.isar.dataset import IsarDataset
 from isar_ros.isar.runner import run_benchmark
-from isar_ros.ros.launcher import Graph, NodeSpec
 from isar_ros.msgio.image_codec import image_to_numpy
-from ros_client import RosClient, wait_until
+from isar_ros.ros.launcher import Graph, NodeSpec
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -38,30 +38,56 @@ def stamp(msg):
 def test_bridge_steps_and_plays_a_scene_exactly(client, tiny_dataset, tmp_path):
     task = IsarDataset(tiny_dataset).tasks[0]
     scene = task.test_scenes[0]
-    topics = {"/image": Image, "/depth": Image, "/camera_info": CameraInfo, "/camera_pose": PoseStamped, "/ground_truth": Image}
+    topics = {
+        "/image": Image,
+        "/depth": Image,
+        "/camera_info": CameraInfo,
+        "/camera_pose": PoseStamped,
+        "/ground_truth": Image,
+    }
     for topic, kind in topics.items():
         client.listen(topic, kind)
     client.listen("/clock", Clock)
     with Graph(log_dir=tmp_path) as graph:
-        bridge = graph.start(NodeSpec("sim_bridge_node", {"data": str(tiny_dataset), "task": task.name, "scene": scene.name,
-                                                          "paused": True, "exit_when_done": True, "rate_hz": 60.0}))
-        wait_until(lambda: all(client.node.count_publishers(t) for t in topics), 30, "the bridge's publishers")
-        for _ in range(3):
+        bridge = graph.start(
+            NodeSpec(
+                "sim_bridge_node",
+                {
+                    "data": str(tiny_dataset),
+                    "task": task.name,
+                    "scene": scene.name,
+                    "paused": True,
+                    "exit_when_done": True,
+                    "rate_hz": 60.0,
+                },
+            )
+        )
+        wait_until(
+            lambda: all(client.node.count_publishers(t) for t in topics), 30, "the bridge's publishers"
+        )
+        for step in range(1, 4):
             assert client.call("/isar_sim_bridge/step", Trigger, Trigger.Request()).success
-            wait_until(lambda: len(client.messages("/image")) >= _ + 1, 30, "a stepped frame")
+            wait_until(lambda step=step: len(client.messages("/image")) >= step, 30, "a stepped frame")
         assert len(client.messages("/image")) == 3  # paused: one frame per step, no more
         for index in range(3):
             frame = scene.frame(index)
             stamps = {t: stamp(client.messages(t)[index]) for t in topics}
             assert len(set(stamps.values())) == 1  # one stamp for all of a frame's messages
-            assert (client.messages("/clock")[index].clock.sec, client.messages("/clock")[index].clock.nanosec) == stamps["/image"]
+            assert (
+                client.messages("/clock")[index].clock.sec,
+                client.messages("/clock")[index].clock.nanosec,
+            ) == stamps["/image"]
             np.testing.assert_array_equal(image_to_numpy(client.messages("/image")[index]), frame.rgb())
             np.testing.assert_array_equal(image_to_numpy(client.messages("/depth")[index]), frame.depth_mm())
-            np.testing.assert_array_equal(image_to_numpy(client.messages("/ground_truth")[index]), frame.ground_truth())
+            np.testing.assert_array_equal(
+                image_to_numpy(client.messages("/ground_truth")[index]), frame.ground_truth()
+            )
             info = client.messages("/camera_info")[index]
             assert (info.width, info.height, info.k[0], info.k[2]) == (320, 180, 160.0, 160.0)
             pose = client.messages("/camera_pose")[index].pose
-            np.testing.assert_allclose([pose.position.x, pose.position.y, pose.position.z], frame.pose()[:3, 3], atol=1e-9)
+            np.testing.assert_allclose(
+                [pose.position.x, pose.position.y, pose.position.z], frame.pose()[:3, 3], atol=1e-9
+            )
         times = [stamp(m)[0] + stamp(m)[1] * 1e-9 for m in client.messages("/image")]
         np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-6)  # the scene's 30 fps timing
         assert client.call("/isar_sim_bridge/pause", SetBool, SetBool.Request(data=False)).success
@@ -76,15 +102,36 @@ def test_bridge_steps_and_plays_a_scene_exactly(client, tiny_dataset, tmp_path):
 def test_demo_through_the_nodes_scores_exactly_as_the_benchmark(tiny_dataset, tmp_path):
     task = IsarDataset(tiny_dataset).tasks[0].name
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "isar_ros.cli", "demo", "--data", str(tiny_dataset), "--out", str(out),
-                          "--mode", "multi_shot", "--task", task], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isar_ros.cli",
+            "demo",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--mode",
+            "multi_shot",
+            "--task",
+            task,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "| multi_shot |" in run.stdout and (out / "contact_sheet.png").stat().st_size > 10_000
     demo = json.loads((out / "results.json").read_text())
-    benchmark = run_benchmark(IsarDataset(tiny_dataset), registry.create("isar_ros"), ["multi_shot"], [task], progress=False)
+    benchmark = run_benchmark(
+        IsarDataset(tiny_dataset), registry.create("isar_ros"), ["multi_shot"], [task], progress=False
+    )
     assert demo == json.loads(json.dumps(benchmark.official()))  # every frame's IoU, every ratio
     scene = next(iter(demo["multi_object"]["multi_shot"].values()))
-    assert any(iou > 0.3 for ious in scene["iou_detailed"].values() for iou in ious.values())  # not trivially empty
+    assert any(
+        iou > 0.3 for ious in scene["iou_detailed"].values() for iou in ious.values()
+    )  # not trivially empty
 
 
 def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, tmp_path):
@@ -94,10 +141,31 @@ def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, t
     export_dataset(tiny_dataset, tmp_path / "bags", progress=False)
     runs = {}
     recorded = tmp_path / "recorded"
-    for name, extra in {"folders": [], "bags": ["--bags", str(tmp_path / "bags"), "--record", str(recorded)]}.items():
+    for name, extra in {
+        "folders": [],
+        "bags": ["--bags", str(tmp_path / "bags"), "--record", str(recorded)],
+    }.items():
         out = tmp_path / name
-        run = subprocess.run([sys.executable, "-m", "isar_ros.cli", "demo", "--data", str(tiny_dataset), "--out", str(out),
-                              "--mode", "multi_shot", "--task", task, *extra], capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "isar_ros.cli",
+                "demo",
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--mode",
+                "multi_shot",
+                "--task",
+                task,
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         runs[name] = json.loads((out / "results.json").read_text())
     assert runs["bags"] == runs["folders"]
@@ -105,7 +173,19 @@ def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, t
     bags = sorted(str(p) for p in recorded.glob("multi_shot/*/*") if p.is_dir())
     assert bags
     out = tmp_path / "scored"
-    args = [sys.executable, "-m", "isar_ros.cli", "benchmark", "--data", str(tiny_dataset), "--out", str(out), "--quiet"]
-    run = subprocess.run(args + [a for bag in bags for a in ("--recorded", bag)], capture_output=True, text=True, timeout=300)
+    args = [
+        sys.executable,
+        "-m",
+        "isar_ros.cli",
+        "benchmark",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    run = subprocess.run(
+        args + [a for bag in bags for a in ("--recorded", bag)], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert json.loads((out / "results.json").read_text()) == runs["bags"]

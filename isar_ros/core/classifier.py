@@ -37,7 +37,9 @@ class LinearObjectClassifier:
     ``prototype_threshold_``.
     """
 
-    def __init__(self, svm_c: float = 0.5, presence_fraction: float = 0.6, prototypes: int = 6, random_state: int = 0):
+    def __init__(
+        self, svm_c: float = 0.5, presence_fraction: float = 0.6, prototypes: int = 6, random_state: int = 0
+    ):
         self.svm_c = svm_c
         self.presence_fraction = presence_fraction
         self.prototypes = prototypes
@@ -50,7 +52,9 @@ class LinearObjectClassifier:
 
         x = np.concatenate([positives, negatives])
         y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
-        svm = LinearSVC(C=self.svm_c, class_weight="balanced", dual=False, max_iter=2000, random_state=self.random_state)
+        svm = LinearSVC(
+            C=self.svm_c, class_weight="balanced", dual=False, max_iter=2000, random_state=self.random_state
+        )
         svm.fit(x, y)
         self.coef_ = svm.coef_[0].astype(np.float32)
         self.intercept_ = _f32(svm.intercept_[0])
@@ -59,10 +63,14 @@ class LinearObjectClassifier:
         self.presence_threshold_ = _f32(_sigmoid(max(self.presence_fraction * positive_logit, 0.0)))
         k = min(self.prototypes, len(positives))
         if k > 1:
-            centres = KMeans(n_clusters=k, n_init=1, random_state=self.random_state).fit(positives).cluster_centers_
+            centres = (
+                KMeans(n_clusters=k, n_init=1, random_state=self.random_state).fit(positives).cluster_centers_
+            )
         else:
             centres = positives[:1]
-        self.prototypes_ = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+        self.prototypes_ = (
+            centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-6)
+        ).astype(np.float32)
         positive_sim = float(np.median((positives @ self.prototypes_.T).max(axis=1)))
         negative_sim = float(np.quantile((negatives @ self.prototypes_.T).max(axis=1), 0.99))
         self.prototype_threshold_ = _f32(0.5 * (positive_sim + negative_sim))
@@ -74,5 +82,11 @@ class LinearObjectClassifier:
 
     def to_record(self) -> ObjectClassifier:
         """The fitted values as an immutable :class:`ObjectClassifier`."""
-        return ObjectClassifier(self.coef_, self.intercept_, self.mask_threshold_, self.presence_threshold_,
-                                self.prototypes_, self.prototype_threshold_)
+        return ObjectClassifier(
+            self.coef_,
+            self.intercept_,
+            self.mask_threshold_,
+            self.presence_threshold_,
+            self.prototypes_,
+            self.prototype_threshold_,
+        )

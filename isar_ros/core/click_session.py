@@ -75,7 +75,9 @@ class ClickSession:
         if not self.armed:
             raise PromptError("nothing to commit: arm an object and click on it first")
         if self.stamp is None:
-            raise PromptError("no clicks yet: click on the object (or drag two box corners) before committing")
+            raise PromptError(
+                "no clicks yet: click on the object (or drag two box corners) before committing"
+            )
         result = (self.name, self.object_id, self.stamp, self.prompt())
         self.cancel()
         return result

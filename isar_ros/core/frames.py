@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
 from isar_ros.errors import ConfigurationError, InvalidInput
 
 Stamp = tuple[int, int]  # (sec, nanosec)
@@ -84,5 +85,9 @@ class FrameBuffer:
         if not self._frames:
             return f"no frame with stamp {stamp_seconds(stamp):.3f}: no camera frame received yet"
         first, last = next(iter(self._frames)), next(reversed(self._frames))
-        return (f"no frame with stamp {stamp_seconds(stamp):.3f} in the buffer (it holds {len(self._frames)} frames, "
-                f"{stamp_seconds(first):.3f} .. {stamp_seconds(last):.3f}); prompt a recent frame or send the image with the request")
+        return (
+            f"no frame with stamp {stamp_seconds(stamp):.3f} in the buffer (it holds {len(self._frames)} "
+            "frames, "
+            f"{stamp_seconds(first):.3f} .. {stamp_seconds(last):.3f}); prompt a recent frame or send the "
+            "image with the request"
+        )

@@ -21,7 +21,8 @@ class ProjectionError(InvalidInput):
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """Pinhole intrinsics in pixels for an image of ``width`` x ``height`` (the one camera type of the project)."""
+    """Pinhole intrinsics in pixels for an image of ``width`` x ``height`` (the one camera type of the
+    project)."""
 
     fx: float
     fy: float
@@ -84,7 +85,9 @@ def matrix_to_quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
     return q[[1, 2, 3, 0]]
 
 
-def pose_matrix(position_xyz: Sequence[float] | np.ndarray, quaternion_xyzw: Sequence[float] | np.ndarray) -> np.ndarray:
+def pose_matrix(
+    position_xyz: Sequence[float] | np.ndarray, quaternion_xyzw: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """4x4 from a ROS pose (position, quaternion x, y, z, w); ProjectionError if not finite or zero."""
     q = np.asarray(quaternion_xyzw, float)
     if not np.isfinite(q).all() or np.linalg.norm(q) < 1e-9 or not np.isfinite(position_xyz).all():
@@ -95,8 +98,13 @@ def pose_matrix(position_xyz: Sequence[float] | np.ndarray, quaternion_xyzw: Seq
     return T
 
 
-def project_point(point_world: Sequence[float] | np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera,
-                  depth_m: np.ndarray | None = None, depth_tolerance_m: float = 0.15) -> tuple[float, float]:
+def project_point(
+    point_world: Sequence[float] | np.ndarray,
+    T_world_camera: np.ndarray,
+    camera: PinholeCamera,
+    depth_m: np.ndarray | None = None,
+    depth_tolerance_m: float = 0.15,
+) -> tuple[float, float]:
     """Pixel (u, v) of a world point; ProjectionError if behind the camera, outside the image, or hidden.
 
     With ``depth_m`` (planar depth in metres, H x W, NaN/0 = no reading) the point must lie within
@@ -107,15 +115,21 @@ def project_point(point_world: Sequence[float] | np.ndarray, T_world_camera: np.
     if not np.isfinite(p).all():
         raise ProjectionError("the clicked point is not finite")
     if p[2] <= 1e-6:
-        raise ProjectionError(f"the clicked point is behind the camera ({-p[2]:.2f} m behind it); click something in view")
+        raise ProjectionError(
+            f"the clicked point is behind the camera ({-p[2]:.2f} m behind it); click something in view"
+        )
     u = camera.fx * p[0] / p[2] + camera.cx
     v = camera.fy * p[1] / p[2] + camera.cy
     if not (0 <= u < camera.width and 0 <= v < camera.height):
-        raise ProjectionError(f"the clicked point projects to pixel ({u:.0f}, {v:.0f}), outside the "
-                              f"{camera.width}x{camera.height} image; click something in the camera's view")
+        raise ProjectionError(
+            f"the clicked point projects to pixel ({u:.0f}, {v:.0f}), outside the "
+            f"{camera.width}x{camera.height} image; click something in the camera's view"
+        )
     if depth_m is not None:
         seen = float(depth_m[int(v), int(u)])
         if np.isfinite(seen) and seen > 0 and abs(seen - p[2]) > depth_tolerance_m:
-            raise ProjectionError(f"the clicked point is {p[2]:.2f} m from the camera, but the camera sees a surface at "
-                                  f"{seen:.2f} m at pixel ({u:.0f}, {v:.0f}): it is hidden from this view")
+            raise ProjectionError(
+                f"the clicked point is {p[2]:.2f} m from the camera, but the camera sees a surface at "
+                f"{seen:.2f} m at pixel ({u:.0f}, {v:.0f}): it is hidden from this view"
+            )
     return float(u), float(v)

@@ -40,26 +40,58 @@ from isar_ros.settings import setting
 
 @dataclass
 class InferenceConfig:
-    matcher: str = setting("svm", "svm (per-object linear classifiers, ISAR) or prototype (No Time to Train!)",
-                           runtime=True, choices=("svm", "prototype"))
-    presence: bool = setting(True, "decide per object whether it is in view before painting it (false: paint every "
-                             "object wherever it scores best, as the ISAR authors' baseline does)", runtime=True)
-    presence_offset: float = setting(0.3, "raise (>0) or lower every presence threshold, logit units",
-                                     runtime=True, low=-100.0, high=100.0)
-    mask_offset: float = setting(0.0, "raise (>0) or lower every mask threshold, classifier score units",
-                                 runtime=True, low=-100.0, high=100.0)
-    min_component_fraction: float = setting(0.2, "keep mask regions with at least this share of the largest one's area",
-                                            runtime=True, low=0.0, high=1.0)
-    max_area_factor: float = setting(4.0, "regions this many times larger than any taught view are not the object",
-                                     runtime=True, low=1.0, high=1000.0)
+    matcher: str = setting(
+        "svm",
+        "svm (per-object linear classifiers, ISAR) or prototype (No Time to Train!)",
+        runtime=True,
+        choices=("svm", "prototype"),
+    )
+    presence: bool = setting(
+        True,
+        "decide per object whether it is in view before painting it (false: paint every "
+        "object wherever it scores best, as the ISAR authors' baseline does)",
+        runtime=True,
+    )
+    presence_offset: float = setting(
+        0.3, "raise (>0) or lower every presence threshold, logit units", runtime=True, low=-100.0, high=100.0
+    )
+    mask_offset: float = setting(
+        0.0,
+        "raise (>0) or lower every mask threshold, classifier score units",
+        runtime=True,
+        low=-100.0,
+        high=100.0,
+    )
+    min_component_fraction: float = setting(
+        0.2,
+        "keep mask regions with at least this share of the largest one's area",
+        runtime=True,
+        low=0.0,
+        high=1.0,
+    )
+    max_area_factor: float = setting(
+        4.0,
+        "regions this many times larger than any taught view are not the object",
+        runtime=True,
+        low=1.0,
+        high=1000.0,
+    )
     edge_aware: bool = setting(True, "snap mask borders to image edges (guided filter)", runtime=True)
     temporal: bool = setting(True, "use the previous frame's decisions (hysteresis)", runtime=True)
-    hysteresis: float = setting(0.5, "an object seen last frame stays present down to this below its threshold, logits",
-                                runtime=True, low=0.0, high=10.0)
-    refine: str = setting("none", "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
-                          choices=("none", "sam"))
+    hysteresis: float = setting(
+        0.5,
+        "an object seen last frame stays present down to this below its threshold, logits",
+        runtime=True,
+        low=0.0,
+        high=10.0,
+    )
+    refine: str = setting(
+        "none",
+        "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
+        choices=("none", "sam"),
+    )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.matcher not in ("svm", "prototype"):
             raise ConfigurationError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
         if self.refine not in ("none", "sam"):
@@ -104,9 +136,17 @@ class ObjectModel:
         self.ids = np.array([o.object_id for o in objects], np.int64)
         self.names = [o.name for o in objects]
         self.device = torch.device(device)
-        weights = np.stack([np.asarray(c.weights, np.float32) for c in classifiers]) if objects else np.zeros((0, dim), np.float32)
-        self.weights_t = torch.from_numpy(weights.T.copy()).to(self.device)  # C x K, contiguous for the product
-        self.bias = torch.tensor([float(c.bias) for c in classifiers], dtype=torch.float32, device=self.device)
+        weights = (
+            np.stack([np.asarray(c.weights, np.float32) for c in classifiers])
+            if objects
+            else np.zeros((0, dim), np.float32)
+        )
+        self.weights_t = torch.from_numpy(weights.T.copy()).to(
+            self.device
+        )  # C x K, contiguous for the product
+        self.bias = torch.tensor(
+            [float(c.bias) for c in classifiers], dtype=torch.float32, device=self.device
+        )
         self.mask_threshold = np.array([c.mask_threshold for c in classifiers], np.float32)
         self.presence_logit = _logit(np.array([c.presence_threshold for c in classifiers], np.float64))
         self.min_patches = np.array([max(1, int(o.min_patches)) for o in objects], np.int64)
@@ -115,8 +155,12 @@ class ObjectModel:
         protos = [np.asarray(c.prototypes, np.float32).reshape(-1, dim) for c in classifiers]
         owners = [np.full(len(p), k, np.int64) for k, p in enumerate(protos)]
         self.prototype_owner = np.concatenate(owners) if objects else np.zeros(0, np.int64)
-        self.prototype_owner_t = torch.from_numpy(self.prototype_owner).to(self.device)  # built once, used every frame
-        self.prototypes = torch.from_numpy(np.concatenate(protos) if objects else np.zeros((0, dim), np.float32)).to(self.device)
+        self.prototype_owner_t = torch.from_numpy(self.prototype_owner).to(
+            self.device
+        )  # built once, used every frame
+        self.prototypes = torch.from_numpy(
+            np.concatenate(protos) if objects else np.zeros((0, dim), np.float32)
+        ).to(self.device)
 
     @classmethod
     def empty(cls, backbone_id: str, feature_dim: int, device: torch.device | str = "cpu") -> ObjectModel:
@@ -129,11 +173,15 @@ class ObjectModel:
 class InstanceFinder:
     """Stateful per stream (temporal presence); :meth:`reset` at a new sequence."""
 
-    def __init__(self, model: ObjectModel, config: InferenceConfig | None = None, refiner: MaskPredictor | None = None):
+    def __init__(
+        self, model: ObjectModel, config: InferenceConfig | None = None, refiner: MaskPredictor | None = None
+    ):
         self.config = config or InferenceConfig()
         if self.config.refine == "sam" and refiner is None:
-            raise ConfigurationError("refine: sam needs a SAM mask predictor; give the finder one "
-                                     "(Perception does this when a SAM checkpoint is found)")
+            raise ConfigurationError(
+                "refine: sam needs a SAM mask predictor; give the finder one "
+                "(Perception does this when a SAM checkpoint is found)"
+            )
         self.refiner = refiner
         self.model = model
         self._previously_present: set[int] = set()
@@ -157,7 +205,9 @@ class InstanceFinder:
             similarity = flat @ self.model.prototypes.T  # N x total prototypes
             owner = self.model.prototype_owner_t
             scores = torch.full((flat.shape[0], len(self.model)), -1.0, device=similarity.device)
-            scores = scores.scatter_reduce(1, owner.expand(flat.shape[0], -1), similarity, reduce="amax", include_self=True)
+            scores = scores.scatter_reduce(
+                1, owner.expand(flat.shape[0], -1), similarity, reduce="amax", include_self=True
+            )
         return scores.reshape(rows, cols, -1)
 
     def presence(self, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +235,7 @@ class InstanceFinder:
             was = np.isin(self.model.ids, list(self._previously_present))
             threshold[was] -= self.config.hysteresis
         for j in np.flatnonzero(logits > threshold - COMPONENT_CHECK):
-            logits[j] = self._best_region_logit(scores[..., j].cpu().numpy(), j, int(m[j]))
+            logits[j] = self._best_region_logit(scores[..., j].cpu().numpy(), int(j), int(m[j]))
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = logits > threshold if self.config.presence else np.ones(k, bool)
         return probability, present
@@ -198,7 +248,9 @@ class InstanceFinder:
         colour, not the object.
         """
         limit = self._mask_threshold(j)
-        count, regions, stats, _ = cv2.connectedComponentsWithStats((score_map > limit).astype(np.uint8), connectivity=8)
+        count, regions, stats, _ = cv2.connectedComponentsWithStats(
+            (score_map > limit).astype(np.uint8), connectivity=8
+        )
         largest = self.config.max_area_factor * self.model.max_patches[j]
         plausible = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= largest) + 1
         return regions, plausible
@@ -210,23 +262,32 @@ class InstanceFinder:
         if plausible.size == 0:
             value = limit - 1.0
         else:
-            sums = np.bincount(regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1)
+            sums = np.bincount(
+                regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1
+            )
             region = plausible[int(np.argmax(sums[plausible]))]
             inside = np.sort(score_map[regions == region])[::-1]
-            best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[:m]  # too small: pad at the boundary
+            best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[
+                :m
+            ]  # too small: pad at the boundary
             value = float(best.mean())
         if self.config.matcher == "prototype":
             return (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
         return value
 
     def _mask_threshold(self, j: int) -> float:
-        base = self.model.prototype_threshold[j] if self.config.matcher == "prototype" else self.model.mask_threshold[j]
+        base = (
+            self.model.prototype_threshold[j]
+            if self.config.matcher == "prototype"
+            else self.model.mask_threshold[j]
+        )
         return float(base) + self.config.mask_offset
 
     def find(self, grid: FeatureGrid, rgb: np.ndarray | None = None) -> Segmentation:
-        """Label image and instances for one frame whose features are ``grid`` (``rgb`` for edge-aware masks)."""
+        """Label image and instances for one frame whose features are ``grid`` (``rgb`` for edge-aware
+        masks)."""
         width, height = grid.image_size
-        timings = {}
+        timings: dict[str, float] = {}
         if len(self.model) == 0:
             return Segmentation(np.zeros((height, width), np.uint16), [], timings, self.model.version)
         start = time.perf_counter()
@@ -243,13 +304,20 @@ class InstanceFinder:
         self._previously_present = {i.object_id for i in instances}
         return Segmentation(labels, instances, timings, self.model.version)
 
-    def _masks(self, grid, scores, probability, present, rgb):
+    def _masks(
+        self,
+        grid: FeatureGrid,
+        scores: torch.Tensor,
+        probability: np.ndarray,
+        present: np.ndarray,
+        rgb: np.ndarray | None,
+    ) -> tuple[np.ndarray, list[Instance]]:
         width, height = grid.image_size
         rows, cols = scores.shape[:2]
         chosen = np.flatnonzero(present)
         if chosen.size == 0:
             return np.zeros((height, width), np.uint16), []
-        thresholds = np.array([self._mask_threshold(j) for j in chosen], np.float32)
+        thresholds = np.array([self._mask_threshold(int(j)) for j in chosen], np.float32)
         selected = scores[..., torch.from_numpy(chosen).to(scores.device)].cpu().numpy()  # rows x cols x P
         if not self.config.presence:
             # Like the authors' baseline, which always prompts each object's global maximum: every
@@ -260,9 +328,11 @@ class InstanceFinder:
         margins = selected - thresholds
         keep = np.zeros_like(margins, dtype=bool)
         for j, k in enumerate(chosen):
-            regions, plausible = self._plausible_regions(selected[..., j], k)
+            regions, plausible = self._plausible_regions(selected[..., j], int(k))
             candidate = np.isin(regions, plausible) if self.config.presence else margins[..., j] > 0
-            keep[..., j] = components_near_largest(candidate & (margins[..., j] > 0), self.config.min_component_fraction)
+            keep[..., j] = components_near_largest(
+                candidate & (margins[..., j] > 0), self.config.min_component_fraction
+            )
         if self.config.matcher == "prototype":
             keep = self._match_proposals(grid, keep, chosen)
         margins = np.where(keep, margins, np.minimum(margins, -1e-3))
@@ -271,7 +341,9 @@ class InstanceFinder:
         guide = None
         if rgb is not None and self.config.edge_aware:
             stride = max(width / cols, height / rows)
-            guide = GuideImage(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, radius=max(int(stride), 2))
+            guide = GuideImage(
+                cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, radius=max(int(stride), 2)
+            )
         for j in range(len(chosen)):
             up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)
             upsampled[j] = guide.filter(up, eps=1e-3) if guide is not None else up
@@ -279,18 +351,20 @@ class InstanceFinder:
         best_margin = np.take_along_axis(upsampled, best[None], axis=0)[0]
         labels = np.where(best_margin > 0, self.model.ids[chosen][best], 0).astype(np.uint16)
         instances = []
-        for j, k in enumerate(chosen):
+        for k in chosen:
             object_id = int(self.model.ids[k])
             mask = labels == object_id
             area = int(np.count_nonzero(mask))
             if area == 0:
                 continue
-            box = tuple(int(v) for v in cv2.boundingRect(mask.view(np.uint8)))  # x, y, w, h of the non-zero pixels
+            x, y, w, h = cv2.boundingRect(mask.view(np.uint8))  # the tight box of the published mask
+            box = (int(x), int(y), int(w), int(h))
             instances.append(Instance(object_id, self.model.names[k], float(probability[k]), box, area))
         return labels, instances
 
     def _match_proposals(self, grid: FeatureGrid, keep: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-        """Each proposal (a region of an object's similarity map) goes to the object its mean feature matches best."""
+        """Each proposal (a region of an object's similarity map) goes to the object its mean feature matches
+        best."""
         flat = grid.features.reshape(-1, grid.features.shape[-1]).to(self.model.device, torch.float32)
         owner = self.model.prototype_owner
         result = np.zeros_like(keep)
@@ -306,7 +380,9 @@ class InstanceFinder:
                     result[..., j] |= regions == r
         return result
 
-    def _refine(self, rgb: np.ndarray, labels: np.ndarray, instances: list[Instance]) -> tuple[np.ndarray, list[Instance]]:
+    def _refine(
+        self, rgb: np.ndarray, labels: np.ndarray, instances: list[Instance]
+    ) -> tuple[np.ndarray, list[Instance]]:
         assert self.refiner is not None
         self.refiner.set_image(rgb)
         refined = np.zeros_like(labels)
@@ -315,7 +391,11 @@ class InstanceFinder:
             ys, xs = np.nonzero(mask)
             centre = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
             x, y, w, h = instance.box_xywh
-            prompt = Prompt(np.array([[xs[centre], ys[centre]]], np.float32), np.array([1]), np.array([x, y, x + w - 1, y + h - 1], np.float32))
+            prompt = Prompt(
+                np.array([[xs[centre], ys[centre]]], np.float32),
+                np.array([1]),
+                np.array([x, y, x + w - 1, y + h - 1], np.float32),
+            )
             better = self.refiner.predict(prompt)
             refined[better & (refined == 0)] = instance.object_id
         kept = []
@@ -323,7 +403,12 @@ class InstanceFinder:
             mask = refined == instance.object_id
             if mask.any():
                 ys, xs = np.nonzero(mask)
-                instance.box_xywh = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+                instance.box_xywh = (
+                    int(xs.min()),
+                    int(ys.min()),
+                    int(xs.max() - xs.min() + 1),
+                    int(ys.max() - ys.min() + 1),
+                )
                 instance.area = int(mask.sum())
                 kept.append(instance)
         return refined, kept

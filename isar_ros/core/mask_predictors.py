@@ -7,7 +7,9 @@ from isar_ros.core.weights import WeightsNotFound, find_sam_checkpoint
 from isar_ros.errors import ConfigurationError
 
 
-def create_mask_predictor(kind: str = "auto", checkpoint: str | None = None, device: str = "auto") -> MaskPredictor:
+def create_mask_predictor(
+    kind: str = "auto", checkpoint: str | None = None, device: str = "auto"
+) -> MaskPredictor:
     """``grabcut``, ``sam`` (needs a checkpoint; see isar_ros.core.weights), or ``auto`` (SAM if found)."""
     if kind == "grabcut":
         return GrabCutPredictor()

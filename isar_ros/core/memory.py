@@ -24,7 +24,12 @@ import numpy as np
 
 from isar_ros.core.classifier import LinearObjectClassifier
 from isar_ros.core.memory_snapshot import (
-    MAX_OBJECT_ID, MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject, check_name,
+    MAX_OBJECT_ID,
+    MemoryFormatError,
+    MemorySnapshot,
+    ObjectClassifier,
+    SnapshotObject,
+    check_name,
 )
 from isar_ros.core.seeding import content_seed
 
@@ -57,7 +62,11 @@ class ObjectExemplars:
 
     @property
     def min_patches(self) -> int:
-        return max(1, int(round(MIN_PATCHES_FRACTION * min(self.exemplar_patches)))) if self.exemplar_patches else 1
+        return (
+            max(1, int(round(MIN_PATCHES_FRACTION * min(self.exemplar_patches))))
+            if self.exemplar_patches
+            else 1
+        )
 
     @property
     def max_patches(self) -> int:
@@ -108,9 +117,19 @@ class InstanceMemory:
             objects = []
             for o in sorted(self.objects.values(), key=lambda o: o.object_id):
                 if o.classifier is None:
-                    raise RuntimeError(f"object {o.object_id} has never been fitted")  # a bug, not a user error
-                objects.append(SnapshotObject(o.object_id, o.name, o.exemplars.num_exemplars, o.exemplars.min_patches,
-                                              o.exemplars.max_patches, o.classifier))
+                    raise RuntimeError(
+                        f"object {o.object_id} has never been fitted"
+                    )  # a bug, not a user error
+                objects.append(
+                    SnapshotObject(
+                        o.object_id,
+                        o.name,
+                        o.exemplars.num_exemplars,
+                        o.exemplars.min_patches,
+                        o.exemplars.max_patches,
+                        o.classifier,
+                    )
+                )
             self._snapshot = MemorySnapshot(self.version, self.backbone_id, self.feature_dim, tuple(objects))
         return self._snapshot
 
@@ -120,8 +139,10 @@ class InstanceMemory:
         if not matches:
             raise MemoryFormatError(f"no object named {name!r}; list the objects to see the names")
         if len(matches) > 1:
-            raise MemoryFormatError(f"{len(matches)} objects are named {name!r} (ids {sorted(matches)}); use the id, "
-                                    "and rename one of them")
+            raise MemoryFormatError(
+                f"{len(matches)} objects are named {name!r} (ids {sorted(matches)}); use the id, "
+                "and rename one of them"
+            )
         return matches[0]
 
     def _require(self, object_id: int) -> TaughtObject:
@@ -130,8 +151,13 @@ class InstanceMemory:
         return self.objects[object_id]
 
     # ---- changes --------------------------------------------------------------------------------
-    def teach(self, exemplars: list[tuple[np.ndarray, np.ndarray]], name: str = "", object_id: int = 0,
-              num_exemplars: int | None = None) -> int:
+    def teach(
+        self,
+        exemplars: list[tuple[np.ndarray, np.ndarray]],
+        name: str = "",
+        object_id: int = 0,
+        num_exemplars: int | None = None,
+    ) -> int:
         """Teach from ``exemplars``: (features (rows, cols, C) float32 array, mask H x W bool) per view.
 
         ``object_id`` 0 and a new ``name`` make a new object; an existing id - or the name of an
@@ -158,13 +184,17 @@ class InstanceMemory:
         for features, mask in exemplars:
             features = np.asarray(features, np.float32)
             if features.ndim != 3 or features.shape[2] != self.feature_dim:
-                raise MemoryFormatError(f"features of shape {features.shape} do not match this memory (dim {self.feature_dim})")
+                raise MemoryFormatError(
+                    f"features of shape {features.shape} do not match this memory (dim {self.feature_dim})"
+                )
             coverage = patch_coverage(mask, (features.shape[1], features.shape[0]))
             positive = coverage > self.config.positive_coverage
             if not positive.any():  # a small object: take its best-covered patches
                 best = coverage.max()
                 if best <= 0:
-                    raise MemoryFormatError("the mask covers no part of the image; nothing to learn from this prompt")
+                    raise MemoryFormatError(
+                        "the mask covers no part of the image; nothing to learn from this prompt"
+                    )
                 positive = coverage >= max(best * 0.6, 0.2)
             positives.append(features[positive])
             negatives.append(features[coverage < self.config.negative_coverage])
@@ -173,8 +203,12 @@ class InstanceMemory:
         new_negatives = subsample(np.concatenate(negatives), self.config.max_object_negatives, rng)
         if object_id:
             data = self.objects[object_id].exemplars
-            data.positives = subsample(np.concatenate([data.positives, new_positives]), self.config.max_positives, rng)
-            data.negatives = subsample(np.concatenate([data.negatives, new_negatives]), self.config.max_object_negatives, rng)
+            data.positives = subsample(
+                np.concatenate([data.positives, new_positives]), self.config.max_positives, rng
+            )
+            data.negatives = subsample(
+                np.concatenate([data.negatives, new_negatives]), self.config.max_object_negatives, rng
+            )
         else:
             object_id = self.next_id
             self.next_id += 1
@@ -182,7 +216,9 @@ class InstanceMemory:
             self.objects[object_id] = TaughtObject(object_id, name, data)
         data.num_exemplars += len(exemplars) if num_exemplars is None else num_exemplars
         data.exemplar_patches += counts
-        self.background = subsample(np.concatenate([self.background, new_negatives]), self.config.background_bank_size, rng)
+        self.background = subsample(
+            np.concatenate([self.background, new_negatives]), self.config.background_bank_size, rng
+        )
         self._refit_after_change(object_id, new_positives)
         self.version += 1
         return object_id
@@ -199,7 +235,9 @@ class InstanceMemory:
         name = check_name(name)
         taken = [i for i, o in self.objects.items() if o.name == name and i != object_id]
         if taken:
-            raise MemoryFormatError(f"the name {name!r} is taken by object {taken[0]}; choose another or forget that one")
+            raise MemoryFormatError(
+                f"the name {name!r} is taken by object {taken[0]}; choose another or forget that one"
+            )
         obj.name = name
         self.version += 1
 
@@ -219,7 +257,10 @@ class InstanceMemory:
         data = obj.exemplars
         rng = np.random.default_rng([self.config.seed, len(data.positives), data.num_exemplars])
         others = [o.exemplars.positives for i, o in self.objects.items() if i != object_id]
-        negatives = subsample(np.concatenate([data.negatives, self.background, *others]), self.config.max_negatives, rng)
-        classifier = LinearObjectClassifier(self.config.svm_c, self.config.presence_fraction, self.config.prototypes)
+        negatives = subsample(
+            np.concatenate([data.negatives, self.background, *others]), self.config.max_negatives, rng
+        )
+        classifier = LinearObjectClassifier(
+            self.config.svm_c, self.config.presence_fraction, self.config.prototypes
+        )
         obj.classifier = classifier.fit(data.positives, negatives).to_record()
-

@@ -91,13 +91,21 @@ class MemorySnapshot:
                 problem = f"has {c.weights.size} weights, feature_dim is {dim}"
             elif c.prototypes.ndim != 2 or c.prototypes.shape[1] != dim:
                 problem = f"has prototypes of shape {c.prototypes.shape}, expected (M, {dim})"
-            elif not (np.isfinite(c.weights).all() and np.isfinite(c.prototypes).all() and all(
-                    math.isfinite(v) for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold))):
+            elif not (
+                np.isfinite(c.weights).all()
+                and np.isfinite(c.prototypes).all()
+                and all(
+                    math.isfinite(v)
+                    for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold)
+                )
+            ):
                 problem = "holds NaN or infinite numbers"
             elif o.min_patches < 1 or o.max_patches < 1:
                 problem = f"has min_patches {o.min_patches} / max_patches {o.max_patches} (both must be >= 1)"
             if problem:
-                raise MemoryFormatError(f"memory version {self.version}: object {o.object_id} ({o.name!r}) {problem}")
+                raise MemoryFormatError(
+                    f"memory version {self.version}: object {o.object_id} ({o.name!r}) {problem}"
+                )
             seen.add(o.object_id)
         return self
 

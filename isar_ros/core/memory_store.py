@@ -2,7 +2,8 @@
 
 A memory folder::
 
-    manifest.json                          schema version, backbone id, objects, the name + SHA-256 of the arrays file
+    manifest.json                          schema version, backbone id, objects, the name + SHA-256 of the
+    arrays file
     arrays-<version>-<sha256 prefix>.npz   numeric arrays only, read with allow_pickle=False
 
 :func:`save_memory` writes the arrays file first (fsynced, then renamed into place, then the folder
@@ -37,7 +38,8 @@ ARRAYS_PATTERN = re.compile(r"^arrays-\d{6,}(-[0-9a-f]{16})?\.npz$")
 
 
 def check_writable(directory: str | os.PathLike) -> Path:
-    """Create ``directory`` if needed and prove a file can be written there; :class:`MemoryFormatError` if not."""
+    """Create ``directory`` if needed and prove a file can be written there; :class:`MemoryFormatError` if
+    not."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -45,8 +47,10 @@ def check_writable(directory: str | os.PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        raise MemoryFormatError(f"the memory folder {directory} cannot be written ({error.strerror or error}); "
-                                "set memory_dir to a folder this user can write") from error
+        raise MemoryFormatError(
+            f"the memory folder {directory} cannot be written ({error.strerror or error}); "
+            "set memory_dir to a folder this user can write"
+        ) from error
     return directory
 
 
@@ -63,15 +67,30 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
         data, fitted = o.exemplars, o.classifier
         assert fitted is not None, "every taught object is fitted before it can be saved"
         prefix = f"object_{o.object_id}_"
-        arrays.update({prefix + "positives": data.positives, prefix + "negatives": data.negatives,
-                       prefix + "weights": fitted.weights, prefix + "prototypes": fitted.prototypes})
-        entries.append({"id": o.object_id, "name": o.name, "num_exemplars": data.num_exemplars, "bias": fitted.bias,
-                        "mask_threshold": fitted.mask_threshold, "presence_threshold": fitted.presence_threshold,
-                        "min_patches": data.min_patches, "exemplar_patches": data.exemplar_patches,
-                        "prototype_threshold": fitted.prototype_threshold})
+        arrays.update(
+            {
+                prefix + "positives": data.positives,
+                prefix + "negatives": data.negatives,
+                prefix + "weights": fitted.weights,
+                prefix + "prototypes": fitted.prototypes,
+            }
+        )
+        entries.append(
+            {
+                "id": o.object_id,
+                "name": o.name,
+                "num_exemplars": data.num_exemplars,
+                "bias": fitted.bias,
+                "mask_threshold": fitted.mask_threshold,
+                "presence_threshold": fitted.presence_threshold,
+                "min_patches": data.min_patches,
+                "exemplar_patches": data.exemplar_patches,
+                "prototype_threshold": fitted.prototype_threshold,
+            }
+        )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".arrays-", suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
         handle.flush()
         os.fsync(handle.fileno())
     digest = _sha256(Path(tmp))
@@ -79,9 +98,15 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
     os.replace(tmp, directory / arrays_name)
     _fsync_dir(directory)  # the arrays file is durable before a manifest names it
     manifest = {
-        "format": FORMAT, "schema_version": SCHEMA_VERSION, "backbone_id": memory.backbone_id,
-        "feature_dim": memory.feature_dim, "version": memory.version, "next_id": memory.next_id,
-        "arrays": arrays_name, "arrays_sha256": digest, "objects": entries,
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "backbone_id": memory.backbone_id,
+        "feature_dim": memory.feature_dim,
+        "version": memory.version,
+        "next_id": memory.next_id,
+        "arrays": arrays_name,
+        "arrays_sha256": digest,
+        "objects": entries,
     }
     _atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1))
     _fsync_dir(directory)
@@ -93,8 +118,9 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
     return directory / MANIFEST
 
 
-def load_memory(directory: str | os.PathLike, backbone_id: str | None = None,
-                config: MemoryConfig | None = None) -> InstanceMemory:
+def load_memory(
+    directory: str | os.PathLike, backbone_id: str | None = None, config: MemoryConfig | None = None
+) -> InstanceMemory:
     """Read a saved memory; refuses one built with another backbone than ``backbone_id``.
 
     Every problem raises :class:`MemoryFormatError` naming the file; nothing is unpickled.
@@ -111,11 +137,15 @@ def load_memory(directory: str | os.PathLike, backbone_id: str | None = None,
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ValueError("not an isar_ros instance memory manifest")
         if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema version {manifest.get('schema_version')!r}, this isar_ros reads {SCHEMA_VERSION}")
+            raise ValueError(
+                f"schema version {manifest.get('schema_version')!r}, this isar_ros reads {SCHEMA_VERSION}"
+            )
         stored_backbone = _typed(manifest, "backbone_id", str)
         if backbone_id is not None and stored_backbone != backbone_id:
-            raise MemoryFormatError(f"{path}: this memory was built with backbone {stored_backbone!r}, "
-                                    f"but {backbone_id!r} is running; teach again or start with backbone {stored_backbone!r}")
+            raise MemoryFormatError(
+                f"{path}: this memory was built with backbone {stored_backbone!r}, "
+                f"but {backbone_id!r} is running; teach again or start with backbone {stored_backbone!r}"
+            )
         dim = _typed(manifest, "feature_dim", int)
         memory = InstanceMemory(stored_backbone, dim, config)
         memory.version = _typed(manifest, "version", int)
@@ -124,10 +154,14 @@ def load_memory(directory: str | os.PathLike, backbone_id: str | None = None,
             raise ValueError(f"version {memory.version} or next_id {memory.next_id} is out of range")
         arrays_name = _typed(manifest, "arrays", str)
         if not ARRAYS_PATTERN.match(arrays_name):
-            raise ValueError(f"arrays file name {arrays_name!r} is not of the form arrays-NNNNNN-<checksum>.npz")
+            raise ValueError(
+                f"arrays file name {arrays_name!r} is not of the form arrays-NNNNNN-<checksum>.npz"
+            )
         arrays_path = directory / arrays_name
         if _sha256(arrays_path) != _typed(manifest, "arrays_sha256", str):
-            raise ValueError(f"{arrays_name} does not match the checksum in the manifest (edited or truncated)")
+            raise ValueError(
+                f"{arrays_name} does not match the checksum in the manifest (edited or truncated)"
+            )
         with np.load(arrays_path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         memory.background = _array(arrays, "background", dim)
@@ -136,19 +170,33 @@ def load_memory(directory: str | os.PathLike, backbone_id: str | None = None,
             raise ValueError("'objects' must be a list")
         for entry in entries:
             object_id = _typed(entry, "id", int)
-            if not 1 <= object_id < memory.next_id or object_id > MAX_OBJECT_ID or object_id in memory.objects:
+            if (
+                not 1 <= object_id < memory.next_id
+                or object_id > MAX_OBJECT_ID
+                or object_id in memory.objects
+            ):
                 raise ValueError(f"object id {object_id} is out of range or repeated")
             prefix = f"object_{object_id}_"
             patches = [int(c) for c in _typed(entry, "exemplar_patches", list)]
             if not patches or min(patches) < 1:
                 raise ValueError(f"object {object_id}: exemplar_patches must list positive counts")
-            exemplars = ObjectExemplars(_array(arrays, prefix + "positives", dim), _array(arrays, prefix + "negatives", dim),
-                                        patches, _typed(entry, "num_exemplars", int))
+            exemplars = ObjectExemplars(
+                _array(arrays, prefix + "positives", dim),
+                _array(arrays, prefix + "negatives", dim),
+                patches,
+                _typed(entry, "num_exemplars", int),
+            )
             classifier = ObjectClassifier(
-                weights=_array(arrays, prefix + "weights", dim, vector=True), bias=_finite(entry, "bias"),
-                mask_threshold=_finite(entry, "mask_threshold"), presence_threshold=_finite(entry, "presence_threshold"),
-                prototypes=_array(arrays, prefix + "prototypes", dim), prototype_threshold=_finite(entry, "prototype_threshold"))
-            memory.objects[object_id] = TaughtObject(object_id, check_name(_typed(entry, "name", str)), exemplars, classifier)
+                weights=_array(arrays, prefix + "weights", dim, vector=True),
+                bias=_finite(entry, "bias"),
+                mask_threshold=_finite(entry, "mask_threshold"),
+                presence_threshold=_finite(entry, "presence_threshold"),
+                prototypes=_array(arrays, prefix + "prototypes", dim),
+                prototype_threshold=_finite(entry, "prototype_threshold"),
+            )
+            memory.objects[object_id] = TaughtObject(
+                object_id, check_name(_typed(entry, "name", str)), exemplars, classifier
+            )
     except MemoryFormatError:
         raise
     except (KeyError, TypeError, ValueError, OSError, EOFError) as error:

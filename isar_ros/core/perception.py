@@ -41,8 +41,9 @@ class PerceptionConfig:
     backbone: str = setting("handcrafted", "handcrafted (no weights) or dinov2_vit{s,b,l,g}14[_reg4]")
     device: str = setting("auto", "auto (cuda when available), cpu or cuda[:N]")
     backbone_options: dict = field(default_factory=dict)
-    mask_predictor: str = setting("auto", "auto (SAM if its checkpoint is found), sam or grabcut",
-                                  choices=("auto", "sam", "grabcut"))
+    mask_predictor: str = setting(
+        "auto", "auto (SAM if its checkpoint is found), sam or grabcut", choices=("auto", "sam", "grabcut")
+    )
     sam_checkpoint: str = setting("", "explicit SAM checkpoint file (empty: search the weights folder)")
     augmentations: int = 2  # photometric variants of each teaching frame (other lighting, other rooms)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -72,10 +73,17 @@ def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Perception:
     """Backbone + mask predictor + instance memory + instance finder, behind one small API."""
 
-    def __init__(self, config: PerceptionConfig | None = None, backbone: Backbone | None = None,
-                 mask_predictor: MaskPredictor | None = None, refiner: MaskPredictor | None = None):
+    def __init__(
+        self,
+        config: PerceptionConfig | None = None,
+        backbone: Backbone | None = None,
+        mask_predictor: MaskPredictor | None = None,
+        refiner: MaskPredictor | None = None,
+    ):
         self.config = config or PerceptionConfig()
-        self.backbone = backbone or create_backbone(self.config.backbone, self.config.device, **self.config.backbone_options)
+        self.backbone = backbone or create_backbone(
+            self.config.backbone, self.config.device, **self.config.backbone_options
+        )
         self._mask_predictor = mask_predictor
         self.memory = InstanceMemory(self.backbone.backbone_id, self.backbone.feature_dim, self.config.memory)
         if refiner is None and self.config.inference.refine == "sam":
@@ -85,7 +93,9 @@ class Perception:
     @property
     def mask_predictor(self) -> MaskPredictor:
         if self._mask_predictor is None:  # loading SAM is costly: only when teaching needs it
-            self._mask_predictor = create_mask_predictor(self.config.mask_predictor, self.config.sam_checkpoint, self.config.device)
+            self._mask_predictor = create_mask_predictor(
+                self.config.mask_predictor, self.config.sam_checkpoint, self.config.device
+            )
         return self._mask_predictor
 
     # ---- what callers may know about the memory -------------------------------------------------
@@ -126,8 +136,13 @@ class Perception:
         return mask
 
     # ---- changes --------------------------------------------------------------------------------
-    def teach(self, exemplars: list[tuple[EncodedFrame, list[Prompt]]], name: str = "", object_id: int = 0,
-              masks: list[np.ndarray] | None = None) -> TeachResult:
+    def teach(
+        self,
+        exemplars: list[tuple[EncodedFrame, list[Prompt]]],
+        name: str = "",
+        object_id: int = 0,
+        masks: list[np.ndarray] | None = None,
+    ) -> TeachResult:
         """Teach one object from prompts on one or more frames (or from given ``masks``).
 
         A ``name`` that exists adds views to that object. Raises PromptError / MemoryFormatError with
@@ -138,9 +153,9 @@ class Perception:
             raise PromptError("no prompted frame given")
         if masks is None:
             masks = [self.masks_for(frame, prompts) for frame, prompts in exemplars]
-        views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks)]
+        views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks, strict=False)]
         rng = np.random.default_rng(content_seed(exemplars[0][0].rgb))
-        for (frame, _), mask in zip(exemplars, masks):
+        for (frame, _), mask in zip(exemplars, masks, strict=False):
             for _ in range(self.config.augmentations):
                 variant = relight(frame.rgb, rng)
                 views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))

@@ -11,6 +11,7 @@ Like SAM's predictor, the cost is split: ``set_image`` once per frame (SAM's ima
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,43 +32,73 @@ class Prompt:
     """Clicked pixels and/or a box on one image. x = column, y = row, pixels of the full image."""
 
     points_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # POSITIVE or NEGATIVE per point
+    labels: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int32)
+    )  # POSITIVE or NEGATIVE per point
     box_xyxy: np.ndarray | None = None  # x_min, y_min, x_max, y_max (inclusive)
 
     @classmethod
-    def from_isar(cls, point_xy=None, box_xyxy=None) -> "Prompt":
+    def from_isar(
+        cls, point_xy: Sequence[float] | None = None, box_xyxy: Sequence[float] | None = None
+    ) -> Prompt:
+        """A positive click and/or a box (x_min, y_min, x_max, y_max, inclusive), as ISAR prompts are."""
         points = np.asarray([point_xy], np.float32) if point_xy is not None else np.zeros((0, 2), np.float32)
-        return cls(points, np.ones(len(points), np.int32), None if box_xyxy is None else np.asarray(box_xyxy, np.float32))
+        return cls(
+            points,
+            np.ones(len(points), np.int32),
+            None if box_xyxy is None else np.asarray(box_xyxy, np.float32),
+        )
 
     def validate(self, width: int, height: int) -> None:
         """Raise :class:`PromptError` unless the prompt is usable on a ``width`` x ``height`` image."""
-        points = np.asarray(self.points_xy, dtype=np.float64).reshape(-1, 2) if np.size(self.points_xy) else np.zeros((0, 2))
+        points = (
+            np.asarray(self.points_xy, dtype=np.float64).reshape(-1, 2)
+            if np.size(self.points_xy)
+            else np.zeros((0, 2))
+        )
         labels = np.asarray(self.labels).ravel()
         if len(labels) != len(points):
-            raise PromptError(f"{len(points)} points but {len(labels)} labels; give one label (1 = object, 0 = not) per point")
+            raise PromptError(
+                f"{len(points)} points but {len(labels)} labels; give one label (1 = object, 0 = not) per "
+                "point"
+            )
         if not np.isfinite(points).all():
             raise PromptError("a prompt point is NaN or infinite")
         if len(labels) and not np.isin(labels, (POSITIVE, NEGATIVE)).all():
-            raise PromptError(f"point labels must be 1 (object) or 0 (not the object), got {sorted(set(labels.tolist()))}")
+            raise PromptError(
+                f"point labels must be 1 (object) or 0 (not the object), got {sorted(set(labels.tolist()))}"
+            )
         for x, y in points:
             if not (0 <= x < width and 0 <= y < height):
-                raise PromptError(f"point ({x:g}, {y:g}) is outside the {width}x{height} image; click inside the image")
+                raise PromptError(
+                    f"point ({x:g}, {y:g}) is outside the {width}x{height} image; click inside the image"
+                )
         if self.box_xyxy is not None:
             box = np.asarray(self.box_xyxy, dtype=np.float64).ravel()
             if box.shape != (4,) or not np.isfinite(box).all():
                 raise PromptError("the box needs 4 finite numbers: x_min, y_min, x_max, y_max")
             x0, y0, x1, y1 = box
             if x1 <= x0 or y1 <= y0:
-                raise PromptError(f"the box {box.tolist()} is empty (x_max must exceed x_min and y_max y_min); drag a larger box")
+                raise PromptError(
+                    f"the box {box.tolist()} is empty (x_max must exceed x_min and y_max y_min); drag a "
+                    "larger box"
+                )
             if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
-                raise PromptError(f"the box {box.tolist()} reaches outside the {width}x{height} image (x 0..{width - 1}, "
-                                  f"y 0..{height - 1}); drag the box inside the image")
-            for (x, y), label in zip(points, labels):
+                raise PromptError(
+                    f"the box {box.tolist()} reaches outside the {width}x{height} image (x 0..{width - 1}, "
+                    f"y 0..{height - 1}); drag the box inside the image"
+                )
+            for (x, y), label in zip(points, labels, strict=False):
                 if label == POSITIVE and not (x0 <= x <= x1 and y0 <= y <= y1):
-                    raise PromptError(f"the object click ({x:g}, {y:g}) lies outside the box {box.tolist()}; "
-                                      "click on the object inside the box, or drag the box around the click")
+                    raise PromptError(
+                        f"the object click ({x:g}, {y:g}) lies outside the box {box.tolist()}; "
+                        "click on the object inside the box, or drag the box around the click"
+                    )
         if not (labels == POSITIVE).any() and self.box_xyxy is None:
-            raise PromptError("the prompt has neither a positive point nor a box; click on the object or drag a box around it")
+            raise PromptError(
+                "the prompt has neither a positive point nor a box; click on the object or drag a box "
+                "around it"
+            )
 
     def clipped_box(self, width: int, height: int) -> np.ndarray | None:
         if self.box_xyxy is None:
@@ -102,14 +133,22 @@ class GrabCutPredictor(MaskPredictor):
 
     name = "grabcut"
 
-    def __init__(self, iterations: int = 4, max_side: int = 256, click_radius: int = 3, margin: float = 0.15,
-                 point_window: float = 0.2):
+    def __init__(
+        self,
+        iterations: int = 4,
+        max_side: int = 256,
+        click_radius: int = 3,
+        margin: float = 0.15,
+        point_window: float = 0.2,
+    ):
         self.iterations, self.max_side, self.click_radius = iterations, max_side, click_radius
         self.margin, self.point_window = margin, point_window
         self.image: np.ndarray | None = None
 
     def set_image(self, rgb: np.ndarray) -> None:
-        self.image = np.ascontiguousarray(rgb[..., ::-1])  # GrabCut's models are colour-order agnostic; keep BGR
+        self.image = np.ascontiguousarray(
+            rgb[..., ::-1]
+        )  # GrabCut's models are colour-order agnostic; keep BGR
 
     def predict(self, prompt: Prompt) -> np.ndarray:
         if self.image is None:
@@ -122,8 +161,14 @@ class GrabCutPredictor(MaskPredictor):
         box = prompt.clipped_box(width, height)
         if box is None:
             half = self.point_window * max(width, height) / 2
-            box = np.array([positives[:, 0].min() - half, positives[:, 1].min() - half,
-                            positives[:, 0].max() + half, positives[:, 1].max() + half])
+            box = np.array(
+                [
+                    positives[:, 0].min() - half,
+                    positives[:, 1].min() - half,
+                    positives[:, 0].max() + half,
+                    positives[:, 1].max() + half,
+                ]
+            )
             box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
             inside_is_probable = True
         else:
@@ -132,25 +177,34 @@ class GrabCutPredictor(MaskPredictor):
         pad_x, pad_y = (x1 - x0 + 1) * self.margin + 4, (y1 - y0 + 1) * self.margin + 4
         cx0, cy0 = int(max(x0 - pad_x, 0)), int(max(y0 - pad_y, 0))
         cx1, cy1 = int(min(x1 + pad_x, width - 1)), int(min(y1 + pad_y, height - 1))
-        crop = self.image[cy0:cy1 + 1, cx0:cx1 + 1]
+        crop = self.image[cy0 : cy1 + 1, cx0 : cx1 + 1]
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
-        small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
+        small = (
+            cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
+        )
         sh, sw = small.shape[:2]
         to_small = lambda x, y: (int(round((x - cx0) * scale)), int(round((y - cy0) * scale)))  # noqa: E731
         init = np.full((sh, sw), cv2.GC_BGD, np.uint8)
         bx0, by0 = to_small(x0, y0)
         bx1, by1 = to_small(x1, y1)
-        init[max(by0, 0):by1 + 1, max(bx0, 0):bx1 + 1] = cv2.GC_PR_FGD
+        init[max(by0, 0) : by1 + 1, max(bx0, 0) : bx1 + 1] = cv2.GC_PR_FGD
         if inside_is_probable:
             init[init == cv2.GC_BGD] = cv2.GC_PR_BGD
-        for (x, y), label in zip(points, labels):
-            cv2.circle(init, to_small(x, y), self.click_radius, int(cv2.GC_FGD if label == POSITIVE else cv2.GC_BGD), -1)
+        for (x, y), label in zip(points, labels, strict=False):
+            cv2.circle(
+                init,
+                to_small(x, y),
+                self.click_radius,
+                int(cv2.GC_FGD if label == POSITIVE else cv2.GC_BGD),
+                -1,
+            )
         result = init.copy()
         if (result == cv2.GC_PR_FGD).any() or (result == cv2.GC_FGD).any():
             bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             try:
-                cv2.setRNGSeed(content_seed(init) ^ content_seed(small))  # GrabCut's k-means init uses OpenCV's global RNG
-                cv2.grabCut(small, result, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+                # GrabCut's k-means initialisation uses OpenCV's global RNG: seed it from the content.
+                cv2.setRNGSeed(content_seed(init) ^ content_seed(small))
+                cv2.grabCut(small, result, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
             except cv2.error:
                 result = init  # degenerate colour models (e.g. a flat image): keep the prompt itself
         foreground = (result == cv2.GC_FGD) | (result == cv2.GC_PR_FGD)
@@ -158,8 +212,10 @@ class GrabCutPredictor(MaskPredictor):
         if not mask_small.any():
             mask_small = init == cv2.GC_PR_FGD
         mask = np.zeros((height, width), bool)
-        full = cv2.resize(mask_small.astype(np.uint8), (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST)
-        mask[cy0:cy1 + 1, cx0:cx1 + 1] = full.astype(bool)
+        full = cv2.resize(
+            mask_small.astype(np.uint8), (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        mask[cy0 : cy1 + 1, cx0 : cx1 + 1] = full.astype(bool)
         return mask
 
     @staticmethod
@@ -167,7 +223,11 @@ class GrabCutPredictor(MaskPredictor):
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if count <= 1:
             return mask
-        keep = {labels[y, x] for x, y in clicks if 0 <= y < mask.shape[0] and 0 <= x < mask.shape[1] and labels[y, x] > 0}
+        keep = {
+            labels[y, x]
+            for x, y in clicks
+            if 0 <= y < mask.shape[0] and 0 <= x < mask.shape[1] and labels[y, x] > 0
+        }
         if not keep:
             keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
         return np.isin(labels, list(keep))

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,18 +27,41 @@ from isar_ros.core.prompt_mask import POSITIVE, MaskPredictor, Prompt
 from isar_ros.errors import ConfigurationError, InvalidInput
 
 SAM_VARIANTS = {
-    "sam_vit_b": dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12, encoder_global_attn_indexes=[2, 5, 8, 11]),
-    "sam_vit_l": dict(encoder_embed_dim=1024, encoder_depth=24, encoder_num_heads=16, encoder_global_attn_indexes=[5, 11, 17, 23]),
-    "sam_vit_h": dict(encoder_embed_dim=1280, encoder_depth=32, encoder_num_heads=16, encoder_global_attn_indexes=[7, 15, 23, 31]),
+    "sam_vit_b": dict(
+        encoder_embed_dim=768,
+        encoder_depth=12,
+        encoder_num_heads=12,
+        encoder_global_attn_indexes=[2, 5, 8, 11],
+    ),
+    "sam_vit_l": dict(
+        encoder_embed_dim=1024,
+        encoder_depth=24,
+        encoder_num_heads=16,
+        encoder_global_attn_indexes=[5, 11, 17, 23],
+    ),
+    "sam_vit_h": dict(
+        encoder_embed_dim=1280,
+        encoder_depth=32,
+        encoder_num_heads=16,
+        encoder_global_attn_indexes=[7, 15, 23, 31],
+    ),
 }
-_STAND_IN = ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms", "torchvision.transforms.functional")
+_STAND_IN = (
+    "torchvision",
+    "torchvision.ops",
+    "torchvision.ops.boxes",
+    "torchvision.transforms",
+    "torchvision.transforms.functional",
+)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
     """Greedy non-maximum suppression per category; indices of the kept boxes by decreasing score."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
@@ -56,21 +82,26 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     return torch.stack(keep)
 
 
-def _not_used(*_args, **_kwargs):
-    raise RuntimeError("isar_ros preprocesses images for SAM itself; segment_anything's PIL transform is not available")
+def _not_used(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError(
+        "isar_ros preprocesses images for SAM itself; segment_anything's PIL transform is not available"
+    )
 
 
 @contextmanager
-def _torchvision_stand_in():
+def _torchvision_stand_in() -> Iterator[None]:
     """Provide the four torchvision functions segment_anything imports, only while it is imported."""
     if "torchvision" in sys.modules:
         yield
         return
     modules = {name: types.ModuleType(name) for name in _STAND_IN}
-    modules["torchvision.ops.boxes"].batched_nms = batched_nms
-    modules["torchvision.ops.boxes"].box_area = box_area
-    modules["torchvision.transforms.functional"].resize = _not_used
-    modules["torchvision.transforms.functional"].to_pil_image = _not_used
+    for module, name, value in (
+        ("torchvision.ops.boxes", "batched_nms", batched_nms),
+        ("torchvision.ops.boxes", "box_area", box_area),
+        ("torchvision.transforms.functional", "resize", _not_used),
+        ("torchvision.transforms.functional", "to_pil_image", _not_used),
+    ):
+        setattr(modules[module], name, value)
     sys.modules.update(modules)
     try:
         yield
@@ -79,17 +110,21 @@ def _torchvision_stand_in():
             sys.modules.pop(name, None)
 
 
-def import_segment_anything():
+def import_segment_anything() -> tuple[Any, Any]:
     """(the segment_anything.build_sam module, SamAutomaticMaskGenerator), imported without torchvision."""
     import importlib
 
     with _torchvision_stand_in():
-        build_module = importlib.import_module("segment_anything.build_sam")  # the package re-exports a function by that name
-        generator = importlib.import_module("segment_anything.automatic_mask_generator").SamAutomaticMaskGenerator
+        build_module = importlib.import_module(
+            "segment_anything.build_sam"
+        )  # the package re-exports a function by that name
+        generator = importlib.import_module(
+            "segment_anything.automatic_mask_generator"
+        ).SamAutomaticMaskGenerator
     return build_module, generator
 
 
-def build_sam_model(variant: str | None = None, **architecture):
+def build_sam_model(variant: str | None = None, **architecture: Any) -> Any:
     """An untrained SAM of an official ``variant`` (or of an explicit architecture, for tests)."""
     build_sam, _ = import_segment_anything()
     if variant is not None:
@@ -99,7 +134,7 @@ def build_sam_model(variant: str | None = None, **architecture):
     return build_sam._build_sam(checkpoint=None, **architecture)
 
 
-def load_sam_state(model, path) -> None:
+def load_sam_state(model: torch.nn.Module, path: str | Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state, strict=True)
@@ -108,11 +143,12 @@ def load_sam_state(model, path) -> None:
 
 
 class SamMaskPredictor(MaskPredictor):
-    """SAM driven module by module: ``set_image`` runs the image encoder once; ``predict`` the prompt decoder."""
+    """SAM driven module by module: ``set_image`` runs the image encoder once; ``predict`` the prompt
+    decoder."""
 
     name = "sam"
 
-    def __init__(self, model, device: torch.device | str = "cpu", bf16: bool = False):
+    def __init__(self, model: Any, device: torch.device | str = "cpu", bf16: bool = False):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.bf16 = bf16
@@ -121,7 +157,9 @@ class SamMaskPredictor(MaskPredictor):
         self.input_size = (0, 0)
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "auto", variant: str | None = None) -> "SamMaskPredictor":
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", variant: str | None = None
+    ) -> SamMaskPredictor:
         from isar_ros.core.backbones.factory import resolve_device
         from isar_ros.core.weights import sam_variant_of
 
@@ -152,17 +190,28 @@ class SamMaskPredictor(MaskPredictor):
         points = None
         labels = np.asarray(prompt.labels).ravel()
         if len(labels):
-            coords = torch.as_tensor(np.asarray(prompt.points_xy, np.float32).reshape(-1, 2), device=self.device) * scale
+            coords = (
+                torch.as_tensor(np.asarray(prompt.points_xy, np.float32).reshape(-1, 2), device=self.device)
+                * scale
+            )
             points = (coords[None], torch.as_tensor(labels, device=self.device)[None])
         box = prompt.clipped_box(width, height)
-        boxes = None if box is None else (torch.as_tensor(box, dtype=torch.float32, device=self.device).reshape(2, 2) * scale).reshape(1, 4)
+        boxes = (
+            None
+            if box is None
+            else (
+                torch.as_tensor(box, dtype=torch.float32, device=self.device).reshape(2, 2) * scale
+            ).reshape(1, 4)
+        )
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
         multimask = box is None and int((labels == POSITIVE).sum()) == 1 and len(labels) == 1
         low_res, quality = self.model.mask_decoder(
-            image_embeddings=self.embedding, image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+            image_embeddings=self.embedding,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
         )
         best = int(quality[0].argmax())
-        masks = self.model.postprocess_masks(low_res[:, best:best + 1], self.input_size, self.original_size)
+        masks = self.model.postprocess_masks(low_res[:, best : best + 1], self.input_size, self.original_size)
         return (masks[0, 0] > self.model.mask_threshold).cpu().numpy()
-

@@ -9,11 +9,13 @@ import numpy as np
 def object_color(object_id: int) -> tuple[int, int, int]:
     """A stable, saturated RGB colour per object id."""
     hue = (object_id * 47) % 180
-    rgb = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2RGB)[0, 0]
+    rgb = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
     return int(rgb[0]), int(rgb[1]), int(rgb[2])
 
 
-def overlay(rgb: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None, alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    rgb: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """``rgb`` with each labelled object tinted in its colour, outlined, and named at its box."""
     out = rgb.copy()
     ids = [int(i) for i in np.unique(labels) if i != 0]
@@ -25,6 +27,14 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = 
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), 2)
         if names:
             ys, xs = np.nonzero(mask)
-            cv2.putText(out, names.get(object_id, str(object_id)), (int(xs.min()), max(int(ys.min()) - 4, 12)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                out,
+                names.get(object_id, str(object_id)),
+                (int(xs.min()), max(int(ys.min()) - 4, 12)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
     return out

@@ -23,8 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from isar_ros.errors import MissingResource
-from isar_ros.errors import ConfigurationError, InvalidInput
+from isar_ros.errors import ConfigurationError, InvalidInput, MissingResource
 
 
 class WeightsNotFound(MissingResource):
@@ -42,19 +41,37 @@ class Checkpoint:
 
 _DINO = "https://dl.fbaipublicfiles.com/dinov2"
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
-CHECKPOINTS = {c.name: c for c in [
-    *(Checkpoint(f"dinov2_vit{v}14{r}", f"dinov2_vit{v}14{r}_pretrain.pth", f"{_DINO}/dinov2_vit{v}14{r}/dinov2_vit{v}14{r}_pretrain.pth",
-                 min_bytes=size) for v, size in (("s", 80_000_000), ("b", 330_000_000), ("l", 1_200_000_000), ("g", 4_000_000_000))
-      for r in ("", "_reg4")),
-    Checkpoint("sam_vit_b", "sam_vit_b_01ec64.pth", f"{_SAM}/sam_vit_b_01ec64.pth", "01ec64", 350_000_000),
-    Checkpoint("sam_vit_l", "sam_vit_l_0b3195.pth", f"{_SAM}/sam_vit_l_0b3195.pth", "0b3195", 1_200_000_000),
-    Checkpoint("sam_vit_h", "sam_vit_h_4b8939.pth", f"{_SAM}/sam_vit_h_4b8939.pth", "4b8939", 2_400_000_000),
-]}
+CHECKPOINTS = {
+    c.name: c
+    for c in [
+        *(
+            Checkpoint(
+                f"dinov2_vit{v}14{r}",
+                f"dinov2_vit{v}14{r}_pretrain.pth",
+                f"{_DINO}/dinov2_vit{v}14{r}/dinov2_vit{v}14{r}_pretrain.pth",
+                min_bytes=size,
+            )
+            for v, size in (("s", 80_000_000), ("b", 330_000_000), ("l", 1_200_000_000), ("g", 4_000_000_000))
+            for r in ("", "_reg4")
+        ),
+        Checkpoint(
+            "sam_vit_b", "sam_vit_b_01ec64.pth", f"{_SAM}/sam_vit_b_01ec64.pth", "01ec64", 350_000_000
+        ),
+        Checkpoint(
+            "sam_vit_l", "sam_vit_l_0b3195.pth", f"{_SAM}/sam_vit_l_0b3195.pth", "0b3195", 1_200_000_000
+        ),
+        Checkpoint(
+            "sam_vit_h", "sam_vit_h_4b8939.pth", f"{_SAM}/sam_vit_h_4b8939.pth", "4b8939", 2_400_000_000
+        ),
+    ]
+}
 SAM_PREFERENCE = ("sam_vit_h", "sam_vit_l", "sam_vit_b")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ISAR_ROS_WEIGHTS", Path.home() / ".cache" / "isar_ros" / "weights")).expanduser()
+    return Path(
+        os.environ.get("ISAR_ROS_WEIGHTS", Path.home() / ".cache" / "isar_ros" / "weights")
+    ).expanduser()
 
 
 def env_var(name: str) -> str:
@@ -102,7 +119,8 @@ def find_sam_checkpoint(explicit: str | None = None) -> Path:
         except WeightsNotFound:
             continue
     raise WeightsNotFound(
-        f"no SAM checkpoint: put sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth into {cache_dir()} "
+        "no SAM checkpoint: put sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth into "
+        f"{cache_dir()} "
         f"(or set ISAR_ROS_SAM_VIT_H/L/B); with internet access: isar-ros weights download sam_vit_b"
     )
 
@@ -121,7 +139,9 @@ def download(name: str, timeout: float = 15.0) -> Path:
     target = cache_dir() / spec.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=spec.filename, suffix=".part", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=spec.filename, suffix=".part", delete=False
+    ) as tmp:
         try:
             with urllib.request.urlopen(spec.url, timeout=timeout) as response:
                 while chunk := response.read(1 << 20):
@@ -131,7 +151,8 @@ def download(name: str, timeout: float = 15.0) -> Path:
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             os.unlink(tmp.name)
             raise ConnectionError(
-                f"could not download {spec.url} ({error}). This machine cannot reach it; download {spec.filename} "
+                f"could not download {spec.url} ({error}). This machine cannot reach it; download "
+                f"{spec.filename} "
                 f"elsewhere and copy it into {target.parent} (or set {env_var(name)})."
             ) from error
     size = os.path.getsize(tmp.name)

@@ -9,16 +9,16 @@ from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import Prompt
 from isar_ros.errors import ConfigurationError
 from isar_ros.isar.dataset import Frame, Task
+from isar_ros.isar.methods import Method
 from isar_ros.isar.rules import object_name
 from isar_ros.settings import convert, specs
-from isar_ros.isar.methods import Method
-
 
 PERCEPTION_OPTIONS = {"backbone", "device", "mask_predictor", "sam_checkpoint"}
 
 
 def perception_config(options: dict[str, str]) -> PerceptionConfig:
-    """Method options (strings from ``--option key=value``) -> PerceptionConfig, checked as node parameters are.
+    """Method options (strings from ``--option key=value``) -> PerceptionConfig, checked as node parameters
+    are.
 
     Keys: backbone, device, mask_predictor, sam_checkpoint, and every InferenceConfig field
     (matcher, presence, presence_offset, mask_offset, edge_aware, temporal, refine, ...).
@@ -33,12 +33,15 @@ def perception_config(options: dict[str, str]) -> PerceptionConfig:
         elif key in inference:
             tuned[key] = convert(inference[key], value)
         else:
-            raise ConfigurationError(f"unknown isar_ros option {key!r}; known: {', '.join(sorted(perception | inference))}")
+            raise ConfigurationError(
+                f"unknown isar_ros option {key!r}; known: {', '.join(sorted(perception | inference))}"
+            )
     return PerceptionConfig(**chosen, inference=InferenceConfig(**tuned))  # type: ignore[arg-type]
 
 
 class IsarRosMethod(Method):
-    """Ours: teach every prompted object from its prompts (mask predictor -> exemplars -> classifier), then find all."""
+    """Ours: teach every prompted object from its prompts (mask predictor -> exemplars -> classifier), then
+    find all."""
 
     name = "isar_ros"
 
@@ -47,15 +50,19 @@ class IsarRosMethod(Method):
         self.to_isar = np.zeros(1, np.int64)
 
     def train(self, task: Task, mode: str) -> None:
-        """Teach prompt by prompt in frame order, as an operator (or the sim bridge's TeachObject calls) would:
+        """Teach prompt by prompt in frame order, as an operator (or the sim bridge's TeachObject calls)
+        would:
         the first prompt of an object creates it, later ones add exemplars."""
         self.perception.clear()
         mapping: dict[int, int] = {}  # ISAR id -> our id
         for scene, name, prompts in task.prompts(mode):
             frame = self.perception.encode(scene.frame_by_name(name).rgb())
             for p in prompts:
-                result = self.perception.teach([(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])], name=object_name(p.object_id),
-                                               object_id=mapping.get(p.object_id, 0))
+                result = self.perception.teach(
+                    [(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])],
+                    name=object_name(p.object_id),
+                    object_id=mapping.get(p.object_id, 0),
+                )
                 mapping[p.object_id] = result.object_id
         self.to_isar = np.zeros(max(mapping.values(), default=0) + 1, np.int64)
         for theirs, ours in mapping.items():
@@ -67,4 +74,3 @@ class IsarRosMethod(Method):
     def predict(self, frame: Frame) -> np.ndarray:
         segmentation = self.perception.find(self.perception.encode(frame.rgb()))
         return self.to_isar[segmentation.labels]
-

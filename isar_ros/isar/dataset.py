@@ -16,28 +16,56 @@ Everything is lazy: a scene lists its frame names, and a frame reads its files w
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
-from isar_ros.isar.layout import (
-    ATTRIBUTES_FILE, CAMERA_POSES, COLOR_DIRS, COLOR_MAP, DEPTH_DIR, DEPTH_SUFFIX, FIRST_OBJECT_ID,
-    FRAME_SUFFIX, GROUND_TRUTH_DIR, INFO, MM_PER_M, MODES, PROMPT_FILES, T_OPENGL_OPTICAL, IsarFormatError, frame_name,
-    isar_camera, pose_from_isar_entry, read_image, read_json,
-)
 from isar_ros.core.geometry import PinholeCamera
-from isar_ros.msgio.timing import SCENE_FPS
 from isar_ros.errors import ConfigurationError
+from isar_ros.isar.layout import (
+    ATTRIBUTES_FILE,
+    CAMERA_POSES,
+    COLOR_DIRS,
+    COLOR_MAP,
+    DEPTH_DIR,
+    DEPTH_SUFFIX,
+    FIRST_OBJECT_ID,
+    FRAME_SUFFIX,
+    GROUND_TRUTH_DIR,
+    INFO,
+    MM_PER_M,
+    MODES,
+    PROMPT_FILES,
+    T_OPENGL_OPTICAL,
+    IsarFormatError,
+    frame_name,
+    isar_camera,
+    pose_from_isar_entry,
+    read_image,
+    read_json,
+)
+from isar_ros.msgio.timing import SCENE_FPS
 
 ATTRIBUTES = ("DYN", "CLA", "CLT", "SML", "SMF", "FST")
-__all__ = ["ATTRIBUTES", "FIRST_OBJECT_ID", "MODES", "T_OPENGL_OPTICAL", "IsarFormatError", "frame_name", "IsarDataset",
-           "Task", "Scene", "Frame", "IsarPrompt", "optical_pose"]
+__all__ = [
+    "ATTRIBUTES",
+    "FIRST_OBJECT_ID",
+    "MODES",
+    "T_OPENGL_OPTICAL",
+    "IsarFormatError",
+    "frame_name",
+    "IsarDataset",
+    "Task",
+    "Scene",
+    "Frame",
+    "IsarPrompt",
+    "optical_pose",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +85,7 @@ def optical_pose(T_world_camera_gl: np.ndarray) -> np.ndarray:
 class Frame:
     """One frame of a scene; every accessor reads its file on demand."""
 
-    def __init__(self, scene: "Scene", index: int, name: str):
+    def __init__(self, scene: Scene, index: int, name: str):
         self.scene, self.index, self.name = scene, index, name
 
     def __repr__(self) -> str:
@@ -82,7 +110,9 @@ class Frame:
             return None
         depth = read_image(path, cv2.IMREAD_UNCHANGED)
         if depth.dtype != np.uint16 or depth.ndim != 2:
-            raise IsarFormatError(f"{path}: depth must be a one-channel uint16 PNG in mm, got {depth.dtype} {depth.shape}")
+            raise IsarFormatError(
+                f"{path}: depth must be a one-channel uint16 PNG in mm, got {depth.dtype} {depth.shape}"
+            )
         return depth
 
     def depth_m(self) -> np.ndarray | None:
@@ -95,7 +125,8 @@ class Frame:
         return metres
 
     def ground_truth(self) -> np.ndarray | None:
-        """H x W instance ids from semantic_raw/ (``.npy`` first, then ``.png``, as the evaluator), or None."""
+        """H x W instance ids from semantic_raw/ (``.npy`` first, then ``.png``, as the evaluator), or
+        None."""
         folder = self.scene.path / GROUND_TRUTH_DIR
         npy, png = folder / f"{self.name}.npy", folder / f"{self.name}.png"
         if npy.is_file():
@@ -108,7 +139,10 @@ class Frame:
         else:
             return None
         if ids.ndim != 2 or ids.dtype.kind not in "ui":
-            raise IsarFormatError(f"{folder}/{self.name}: ground truth must be a 2-D integer id image, got {ids.dtype} {ids.shape}")
+            raise IsarFormatError(
+                f"{folder}/{self.name}: ground truth must be a 2-D integer id image, got {ids.dtype} "
+                f"{ids.shape}"
+            )
         return ids
 
     def pose(self) -> np.ndarray | None:
@@ -199,7 +233,10 @@ class Scene:
                 orientation = np.asarray(entry["orientation"], float)
                 if position.shape != (3,) or orientation.shape != (4,):
                     raise ValueError("position needs 3 numbers and orientation 4 (w, x, y, z)")
-                if not (np.isfinite(position).all() and np.isfinite(orientation).all()) or np.linalg.norm(orientation) < 1e-9:
+                if (
+                    not (np.isfinite(position).all() and np.isfinite(orientation).all())
+                    or np.linalg.norm(orientation) < 1e-9
+                ):
                     raise ValueError("non-finite numbers or a zero quaternion")
                 poses[name] = pose_from_isar_entry(position, orientation)
         except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -222,16 +259,20 @@ class Scene:
                     x, y = (int(v) for v in entry["point_prompt"])
                     box = tuple(int(v) for v in entry["bbox"])
                     if len(box) != 4:
-                        raise IsarFormatError(f"{path}: frame {name}, object {object_id}: bbox needs 4 numbers")
+                        raise IsarFormatError(
+                            f"{path}: frame {name}, object {object_id}: bbox needs 4 numbers"
+                        )
                     if not (0 <= x < width and 0 <= y < height):
                         raise IsarFormatError(
-                            f"{path}: frame {name}, object {object_id}: point ({x}, {y}) is outside the {width}x{height} image"
+                            f"{path}: frame {name}, object {object_id}: point ({x}, {y}) is outside the "
+                            f"{width}x{height} image"
                         )
                     if not (0 <= box[0] <= box[2] < width and 0 <= box[1] <= box[3] < height):
                         raise IsarFormatError(
-                            f"{path}: frame {name}, object {object_id}: bbox {list(box)} is empty or outside the {width}x{height} image"
+                            f"{path}: frame {name}, object {object_id}: bbox {list(box)} is empty or "
+                            f"outside the {width}x{height} image"
                         )
-                    prompts.setdefault(name, []).append(IsarPrompt(int(object_id), (x, y), box))  # type: ignore[arg-type]
+                    prompts.setdefault(name, []).append(IsarPrompt(int(object_id), (x, y), box))
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             if isinstance(error, IsarFormatError):
                 raise
@@ -250,8 +291,10 @@ def parse_color_map(raw: Any, path: Path) -> dict[int, tuple[int, int, int]]:
                 raise ValueError
             colors[int(key)] = color
         except (TypeError, ValueError):
-            raise IsarFormatError(f"{path}: colour of id {key!r} must be [b, g, r] in 0..255, got {value!r}") from None
-    return colors  # type: ignore[return-value]
+            raise IsarFormatError(
+                f"{path}: colour of id {key!r} must be [b, g, r] in 0..255, got {value!r}"
+            ) from None
+    return colors
 
 
 class Task:
@@ -273,7 +316,8 @@ class Task:
         self.test_scenes = self._scenes("test")
 
     def __repr__(self) -> str:
-        return f"Task({self.name}, ids={self.semantic_ids}, {len(self.train_scenes)} train, {len(self.test_scenes)} test)"
+        scenes = f"{len(self.train_scenes)} train, {len(self.test_scenes)} test"
+        return f"Task({self.name}, ids={self.semantic_ids}, {scenes})"
 
     def _scenes(self, split: str) -> list[Scene]:
         folder = self.path / split

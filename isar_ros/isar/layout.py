@@ -44,7 +44,8 @@ PROMPT_FILES = {"single_shot": "prompts_single.json", "multi_shot": "prompts_mul
 FRAME_SUFFIX, DEPTH_SUFFIX, GROUND_TRUTH_SUFFIXES = ".jpg", ".png", (".npy", ".png")
 MM_PER_M = 1000.0  # depth PNGs hold millimetres
 
-# OpenGL/Habitat camera axes (x right, y up, looking along -z) -> OpenCV optical axes (x right, y down, z forward)
+# OpenGL/Habitat camera axes (x right, y up, looking along -z) -> OpenCV optical axes (x right, y down, z
+# forward)
 T_OPENGL_OPTICAL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -64,7 +65,10 @@ def scene_dir(root: Path, task: str, split: str, scene: str) -> Path:
 def isar_pose_entry(T_world_camera_gl: np.ndarray) -> dict[str, list[float]]:
     """A ``camera_poses.json`` entry: position and orientation as (w, x, y, z), OpenGL axes."""
     x, y, z, w = matrix_to_quaternion_xyzw(T_world_camera_gl[:3, :3])
-    return {"position": [float(v) for v in T_world_camera_gl[:3, 3]], "orientation": [float(w), float(x), float(y), float(z)]}
+    return {
+        "position": [float(v) for v in T_world_camera_gl[:3, 3]],
+        "orientation": [float(w), float(x), float(y), float(z)],
+    }
 
 
 def pose_from_isar_entry(position: Any, orientation_wxyz: Any) -> np.ndarray:
@@ -95,4 +99,3 @@ def read_image(path: Path, flags: int) -> np.ndarray:
 def isar_camera(width: int, height: int) -> PinholeCamera:
     """The ISAR camera for an image size: 90 degree horizontal field of view (:class:`PinholeCamera`)."""
     return PinholeCamera.from_horizontal_fov(width, height, HORIZONTAL_FOV_DEG)
-

@@ -16,9 +16,11 @@ The registry of methods by name (``isar-ros benchmark --method NAME``) is
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
 import numpy as np
 
 from isar_ros.isar.dataset import Frame, Task
+from isar_ros.isar.layout import IsarFormatError
 
 
 class Method(ABC):
@@ -30,7 +32,7 @@ class Method(ABC):
     def train(self, task: Task, mode: str) -> None:
         """Learn the task's objects from ``task.prompts(mode)``."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - an optional hook: methods without temporal state keep it empty
         """A new test sequence starts: drop any temporal state."""
 
     @abstractmethod
@@ -48,6 +50,10 @@ class OracleMethod(Method):
 
     def predict(self, frame: Frame) -> np.ndarray:
         gt = frame.ground_truth()
+        if gt is None:
+            raise IsarFormatError(
+                f"{frame}: the oracle needs ground truth (semantic_raw/) for every test frame"
+            )
         return np.where(np.isin(gt, self.ids), gt, 0)
 
 

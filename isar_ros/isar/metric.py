@@ -18,8 +18,8 @@ official colour images (BGR, each object painted in its ``color_map`` colour,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import cv2
 import numpy as np
@@ -33,8 +33,9 @@ def masks_from_labels(labels: np.ndarray, object_ids: Iterable[int]) -> dict[int
     return {i: labels == i for i in object_ids}
 
 
-def masks_from_colors(prediction_bgr: np.ndarray, color_map: Mapping[int, tuple[int, int, int]],
-                      object_ids: Iterable[int]) -> dict[int, np.ndarray]:
+def masks_from_colors(
+    prediction_bgr: np.ndarray, color_map: Mapping[int, tuple[int, int, int]], object_ids: Iterable[int]
+) -> dict[int, np.ndarray]:
     """Official colour prediction (H x W x 3, BGR) -> mask per id: pixels exactly equal to its colour."""
     masks = {}
     for i in object_ids:
@@ -149,17 +150,20 @@ class SceneScore:
     seconds: float = 0.0  # time spent by the method predicting this scene's frames
 
     @classmethod
-    def for_ids(cls, object_ids: Iterable[int]) -> "SceneScore":
+    def for_ids(cls, object_ids: Iterable[int]) -> SceneScore:
         return cls({int(i): ObjectAccumulator() for i in object_ids})
 
     def add_frame(self, frame: str, pred_masks: Mapping[int, np.ndarray], gt_ids: np.ndarray) -> None:
-        """Score one frame: ``pred_masks`` per tracked id (missing = empty), ``gt_ids`` the semantic_raw image."""
+        """Score one frame: ``pred_masks`` per tracked id (missing = empty), ``gt_ids`` the semantic_raw
+        image."""
         for object_id, accumulator in self.objects.items():
             pred = pred_masks.get(object_id)
             if pred is None:
                 pred = np.zeros(gt_ids.shape, bool)
             if pred.shape != gt_ids.shape:
-                raise ValueError(f"prediction for id {object_id} is {pred.shape}, ground truth is {gt_ids.shape}")
+                raise ValueError(
+                    f"prediction for id {object_id} is {pred.shape}, ground truth is {gt_ids.shape}"
+                )
             accumulator.add(frame, score_frame(pred, gt_ids == object_id))
         self.frames += 1
 
@@ -208,8 +212,12 @@ class SceneScore:
             "mIoU": self.miou,
             "mBoundF": self.mboundf,
             "misclassification_rate": self.misclassification_rate,
-            "false_detection_ratio_visible": {str(i): r for i, r in self.false_detection_ratio_visible().items()},
-            "false_detection_ratio_not_visible": {str(i): r for i, r in self.false_detection_ratio_not_visible().items()},
+            "false_detection_ratio_visible": {
+                str(i): r for i, r in self.false_detection_ratio_visible().items()
+            },
+            "false_detection_ratio_not_visible": {
+                str(i): r for i, r in self.false_detection_ratio_not_visible().items()
+            },
             "iou_detailed": {str(i): dict(a.ious) for i, a in self.objects.items()},
         }
 
@@ -228,8 +236,15 @@ class SceneScore:
         }
 
 
-SUMMARY_KEYS = ("mIoU", "mIoU_nan_skipping", "mBoundF", "mBoundF_nan_skipping", "misclassification_rate",
-                "false_detection_visible", "false_detection_not_visible")
+SUMMARY_KEYS = (
+    "mIoU",
+    "mIoU_nan_skipping",
+    "mBoundF",
+    "mBoundF_nan_skipping",
+    "misclassification_rate",
+    "false_detection_visible",
+    "false_detection_not_visible",
+)
 
 
 def mean_over_scenes(scenes: Iterable[SceneScore]) -> dict:
@@ -246,7 +261,9 @@ def mean_over_scenes(scenes: Iterable[SceneScore]) -> dict:
     return result
 
 
-def attribute_means(scenes: Iterable[tuple[SceneScore, Mapping[str, bool]]], attributes: Iterable[str]) -> dict:
+def attribute_means(
+    scenes: Iterable[tuple[SceneScore, Mapping[str, bool]]], attributes: Iterable[str]
+) -> dict:
     """Per attribute: mean scene mIoU (official and NaN-skipping) over the scenes where it is true."""
     scenes = list(scenes)
     result = {}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
+
 from isar_ros.errors import InvalidInput
 
 PROMPT_EVERY_N_FRAMES = 10
@@ -27,8 +28,11 @@ def object_name(isar_id: int) -> str:
 def isar_id_of(name: str) -> int:
     """The ISAR id an object taught by :func:`object_name` stands for; ``ValueError`` for other names."""
     if not name.isdigit():
-        raise InvalidInput(f"object name {name!r} is not an ISAR id; objects scored against ISAR ground truth must be taught "
-                         "under their dataset ids (the sim bridge and the benchmark do this)")
+        raise InvalidInput(
+            f"object name {name!r} is not an ISAR id; objects scored against ISAR ground truth must be "
+            "taught "
+            "under their dataset ids (the sim bridge and the benchmark do this)"
+        )
     return int(name)
 
 
@@ -111,12 +115,17 @@ class AttributeAccumulator:
             if x0 > 0 and y0 > 0 and x1 < width - 1 and y1 < height - 1:
                 self.min_unclipped_ratio[object_id] = min(ratio, self.min_unclipped_ratio.get(object_id, 1.0))
         if pose is not None and self._last_pose is not None:
-            self.max_speed = max(self.max_speed, float(np.linalg.norm(pose[:3, 3] - self._last_pose[:3, 3])) * self.fps)
-            self.max_angular = max(self.max_angular, rotation_angle(self._last_pose[:3, :3].T @ pose[:3, :3]) * self.fps)
+            self.max_speed = max(
+                self.max_speed, float(np.linalg.norm(pose[:3, 3] - self._last_pose[:3, 3])) * self.fps
+            )
+            self.max_angular = max(
+                self.max_angular, rotation_angle(self._last_pose[:3, :3].T @ pose[:3, :3]) * self.fps
+            )
         self._last_pose = pose
 
     def attributes(self, dynamic: bool, same_class: bool) -> dict[str, bool]:
-        """``dynamic`` (objects move) and ``same_class`` (several objects of one class) come from the scene's making."""
+        """``dynamic`` (objects move) and ``same_class`` (several objects of one class) come from the scene's
+        making."""
         return {
             "DYN": bool(dynamic),
             "CLA": bool(same_class),

@@ -7,16 +7,22 @@ and :func:`isar_ros.isar.report.write_reports`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
 
 from isar_ros.isar.dataset import ATTRIBUTES, MODES, IsarDataset, IsarFormatError, Scene
 from isar_ros.isar.methods import Method
-from isar_ros.isar.metric import SceneScore, attribute_means, masks_from_labels, mean_over_scenes, paint_colors
+from isar_ros.isar.metric import (
+    SceneScore,
+    attribute_means,
+    masks_from_labels,
+    mean_over_scenes,
+    paint_colors,
+)
 
 
 @dataclass
@@ -35,8 +41,13 @@ class BenchmarkResult:
     train_seconds: dict[str, float] = field(default_factory=dict)
 
     def official(self) -> dict:
-        """The official results JSON: keyed by test scene name only (a later task's scene of the same name wins)."""
-        return {"multi_object": {mode: {r.scene: r.score.official() for r in records} for mode, records in self.modes.items()}}
+        """The official results JSON: keyed by test scene name only (a later task's scene of the same name
+        wins)."""
+        return {
+            "multi_object": {
+                mode: {r.scene: r.score.official() for r in records} for mode, records in self.modes.items()
+            }
+        }
 
     def mode_summary(self, mode: str) -> dict:
         records = self.modes[mode]
@@ -51,7 +62,10 @@ class BenchmarkResult:
             mine = [r for r in records if r.task == task]
             result[mode] = {
                 "mean": mean_over_scenes(r.score for r in mine),
-                "scenes": {r.scene: {**r.score.summary(), "attributes": r.attributes, "official": r.score.official()} for r in mine},
+                "scenes": {
+                    r.scene: {**r.score.summary(), "attributes": r.attributes, "official": r.score.official()}
+                    for r in mine
+                },
             }
         return result
 
@@ -60,8 +74,11 @@ class BenchmarkResult:
         return sorted({r.task for records in self.modes.values() for r in records})
 
 
-def score_scene(scene: Scene, tracked_ids: Iterable[int], predictions: Iterable[tuple[str, np.ndarray]]) -> SceneScore:
-    """Score label-image predictions ((frame name, label image) in frame order) against a scene's ground truth.
+def score_scene(
+    scene: Scene, tracked_ids: Iterable[int], predictions: Iterable[tuple[str, np.ndarray]]
+) -> SceneScore:
+    """Score label-image predictions ((frame name, label image) in frame order) against a scene's ground
+    truth.
 
     Frames with no prediction count as empty predictions (what a dropped frame is).
     """
@@ -77,8 +94,14 @@ def score_scene(scene: Scene, tracked_ids: Iterable[int], predictions: Iterable[
     return score
 
 
-def run_benchmark(dataset: IsarDataset, method: Method, modes: Iterable[str] = MODES, tasks: Iterable[str] | None = None,
-                  save_predictions: Path | None = None, progress: bool = True) -> BenchmarkResult:
+def run_benchmark(
+    dataset: IsarDataset,
+    method: Method,
+    modes: Iterable[str] = MODES,
+    tasks: Iterable[str] | None = None,
+    save_predictions: Path | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Train ``method`` per task and mode, run every test scene frame by frame, and score it.
 
     ``save_predictions``: folder to write the official colour PNGs into
@@ -111,9 +134,13 @@ def run_benchmark(dataset: IsarDataset, method: Method, modes: Iterable[str] = M
                     score.seconds += time.perf_counter() - started
                     gt = frame.ground_truth()
                     if gt is None:
-                        raise IsarFormatError(f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}")
+                        raise IsarFormatError(
+                            f"{scene.path}/semantic_raw: no ground truth for frame {frame.name}"
+                        )
                     if labels.shape != gt.shape:
-                        raise ValueError(f"{method.name} predicted {labels.shape} for {frame}, ground truth is {gt.shape}")
+                        raise ValueError(
+                            f"{method.name} predicted {labels.shape} for {frame}, ground truth is {gt.shape}"
+                        )
                     score.add_frame(frame.name, masks_from_labels(labels, score.objects), gt)
                     if folder:
                         cv2.imwrite(str(folder / f"{frame.name}.png"), paint_colors(labels, scene.color_map))

@@ -151,8 +151,10 @@ def camera_rgb(msg: Any) -> tuple[np.ndarray, str]:
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
     return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB), (
-        f"{msg.encoding} (grey) images are converted to RGB; without colour, objects are found less reliably - "
-        "publish rgb8 or bgr8 if the camera can")
+        f"{msg.encoding} (grey) images are converted to RGB; without colour, objects are found less "
+        "reliably - "
+        "publish rgb8 or bgr8 if the camera can"
+    )
 
 
 def check_array(array: np.ndarray, encoding: str) -> Encoding:
@@ -165,7 +167,9 @@ def check_array(array: np.ndarray, encoding: str) -> Encoding:
             f"({spec.channels} channel{'s' if spec.channels > 1 else ''})"
         )
     if array.dtype != spec.dtype:
-        raise ImageConversionError(f"array dtype {array.dtype} does not fit encoding {encoding!r} ({spec.dtype})")
+        raise ImageConversionError(
+            f"array dtype {array.dtype} does not fit encoding {encoding!r} ({spec.dtype})"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageConversionError(f"array of shape {array.shape} is an empty image")
     return spec
@@ -178,7 +182,9 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Any = None, msg_typ
     """
     spec = check_array(array, encoding)
     if msg_type is None:
-        from sensor_msgs.msg import Image as msg_type
+        from sensor_msgs.msg import Image
+
+        msg_type = Image
     msg = msg_type()
     if header is not None:
         msg.header = header
@@ -201,7 +207,9 @@ def compressed_to_numpy(msg: Any, desired_encoding: str = "bgr8") -> np.ndarray:
         raise ImageConversionError(f"compressed image ({msg.format!r}) has no data")
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise ImageConversionError(f"compressed image ({msg.format!r}, {data.size} bytes) could not be decoded")
+        raise ImageConversionError(
+            f"compressed image ({msg.format!r}, {data.size} bytes) could not be decoded"
+        )
     if array.ndim == 2:
         source = "mono16" if array.dtype == np.uint16 else "mono8"
     else:
@@ -234,7 +242,9 @@ def numpy_to_compressed(
     if not ok:
         raise ImageConversionError(f"OpenCV could not encode a {encoding} image as {image_format}")
     if msg_type is None:
-        from sensor_msgs.msg import CompressedImage as msg_type
+        from sensor_msgs.msg import CompressedImage
+
+        msg_type = CompressedImage
     msg = msg_type()
     if header is not None:
         msg.header = header

@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from geometry_msgs.msg import Point32
-from sensor_msgs.msg import RegionOfInterest
-
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point32
+from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, ObjectInfo
+from isar_ros_msgs.msg import Prompt as PromptMsg
+from sensor_msgs.msg import RegionOfInterest
 
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.msgio.image_codec import numpy_to_image
-from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, ObjectInfo
-from isar_ros_msgs.msg import Prompt as PromptMsg
-
 
 if TYPE_CHECKING:  # keeps torch out of processes that only convert prompts (the sim bridge)
     from isar_ros.core.inference import Segmentation
@@ -28,14 +26,21 @@ def prompt_from_msg(msg: PromptMsg) -> Prompt:
     if msg.has_box:
         b = msg.box
         if b.width == 0 or b.height == 0:
-            raise PromptError(f"the box at ({b.x_offset}, {b.y_offset}) is empty ({b.width}x{b.height} px); drag a larger box")
-        box = np.array([b.x_offset, b.y_offset, b.x_offset + b.width - 1, b.y_offset + b.height - 1], np.float32)
+            raise PromptError(
+                f"the box at ({b.x_offset}, {b.y_offset}) is empty ({b.width}x{b.height} px); drag a larger "
+                "box"
+            )
+        box = np.array(
+            [b.x_offset, b.y_offset, b.x_offset + b.width - 1, b.y_offset + b.height - 1], np.float32
+        )
     return Prompt(points, labels, box)
 
 
 def prompt_to_msg(prompt: Prompt, header) -> PromptMsg:
     msg = PromptMsg(header=header)
-    msg.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in np.asarray(prompt.points_xy).reshape(-1, 2)]
+    msg.points = [
+        Point32(x=float(x), y=float(y), z=0.0) for x, y in np.asarray(prompt.points_xy).reshape(-1, 2)
+    ]
     msg.labels = [int(v) for v in np.asarray(prompt.labels).ravel()]
     if prompt.box_xyxy is not None:
         x0, y0, x1, y1 = (int(round(float(v))) for v in prompt.box_xyxy)
@@ -49,31 +54,49 @@ def segmentation_to_msg(segmentation: Segmentation, header) -> InstanceSegmentat
     msg.label_image = numpy_to_image(segmentation.labels, "mono16", header=header)
     for i in segmentation.instances:
         x, y, w, h = i.box_xywh
-        msg.instances.append(Instance(object_id=i.object_id, name=i.name, score=float(i.score),
-                                      box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h), area=i.area))
+        msg.instances.append(
+            Instance(
+                object_id=i.object_id,
+                name=i.name,
+                score=float(i.score),
+                box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
+                area=i.area,
+            )
+        )
     return msg
 
 
 def snapshot_to_msg(snapshot: MemorySnapshot, stamp: Time) -> InstanceMemory:
     """The ``InstanceMemory`` message of a snapshot (exact: its numbers are float32 already)."""
-    msg = InstanceMemory(version=int(snapshot.version), backbone_id=snapshot.backbone_id, feature_dim=int(snapshot.feature_dim))
+    msg = InstanceMemory(
+        version=int(snapshot.version), backbone_id=snapshot.backbone_id, feature_dim=int(snapshot.feature_dim)
+    )
     msg.header.stamp = stamp
     for o in snapshot.objects:
         c = o.classifier
         prototypes = np.asarray(c.prototypes, np.float32)
-        msg.objects.append(ObjectInfo(
-            object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars),
-            weights=np.asarray(c.weights, np.float32).tolist(), bias=float(c.bias),
-            mask_threshold=float(c.mask_threshold), presence_threshold=float(c.presence_threshold),
-            min_patches=int(o.min_patches), max_patches=int(o.max_patches),
-            num_prototypes=int(prototypes.shape[0]), prototypes=prototypes.ravel().tolist(),
-            prototype_threshold=float(c.prototype_threshold),
-        ))
+        msg.objects.append(
+            ObjectInfo(
+                object_id=int(o.object_id),
+                name=o.name,
+                num_exemplars=int(o.num_exemplars),
+                weights=np.asarray(c.weights, np.float32).tolist(),
+                bias=float(c.bias),
+                mask_threshold=float(c.mask_threshold),
+                presence_threshold=float(c.presence_threshold),
+                min_patches=int(o.min_patches),
+                max_patches=int(o.max_patches),
+                num_prototypes=int(prototypes.shape[0]),
+                prototypes=prototypes.ravel().tolist(),
+                prototype_threshold=float(c.prototype_threshold),
+            )
+        )
     return msg
 
 
 def msg_to_snapshot(msg: InstanceMemory) -> MemorySnapshot:
-    """The snapshot an ``InstanceMemory`` message carries; :class:`MemoryFormatError` naming what is inconsistent."""
+    """The snapshot an ``InstanceMemory`` message carries; :class:`MemoryFormatError` naming what is
+    inconsistent."""
     dim = int(msg.feature_dim)
     if dim <= 0:
         raise MemoryFormatError(f"memory version {msg.version} has feature_dim {dim}")
@@ -81,15 +104,34 @@ def msg_to_snapshot(msg: InstanceMemory) -> MemorySnapshot:
     for o in msg.objects:
         prototypes = np.asarray(o.prototypes, np.float32)
         if prototypes.size != o.num_prototypes * dim:
-            raise MemoryFormatError(f"memory version {msg.version}: object {o.object_id} ({o.name!r}) has {prototypes.size} "
-                                    f"prototype values for {o.num_prototypes} prototypes of dim {dim}")
-        classifier = ObjectClassifier(np.asarray(o.weights, np.float32), float(o.bias), float(o.mask_threshold),
-                                      float(o.presence_threshold), prototypes.reshape(-1, dim), float(o.prototype_threshold))
-        objects.append(SnapshotObject(int(o.object_id), o.name, int(o.num_exemplars), int(o.min_patches), int(o.max_patches),
-                                      classifier))
+            raise MemoryFormatError(
+                f"memory version {msg.version}: object {o.object_id} ({o.name!r}) has {prototypes.size} "
+                f"prototype values for {o.num_prototypes} prototypes of dim {dim}"
+            )
+        classifier = ObjectClassifier(
+            np.asarray(o.weights, np.float32),
+            float(o.bias),
+            float(o.mask_threshold),
+            float(o.presence_threshold),
+            prototypes.reshape(-1, dim),
+            float(o.prototype_threshold),
+        )
+        objects.append(
+            SnapshotObject(
+                int(o.object_id),
+                o.name,
+                int(o.num_exemplars),
+                int(o.min_patches),
+                int(o.max_patches),
+                classifier,
+            )
+        )
     return MemorySnapshot(int(msg.version), msg.backbone_id, dim, tuple(objects)).validate()
 
 
 def object_summaries(snapshot: MemorySnapshot) -> list[ObjectInfo]:
     """ObjectInfo per object with the classifier arrays left empty (for ListObjects)."""
-    return [ObjectInfo(object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars)) for o in snapshot.objects]
+    return [
+        ObjectInfo(object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars))
+        for o in snapshot.objects
+    ]

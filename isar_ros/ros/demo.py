@@ -23,10 +23,10 @@ import numpy as np
 
 from isar_ros.isar.dataset import MODES, IsarDataset
 from isar_ros.isar.rules import isar_id_of
-from isar_ros.msgio import timing, topics
 from isar_ros.isar.runner import BenchmarkResult, SceneRecord, score_scene
-from isar_ros.ros.launcher import Graph, NodeFailed, NodeSpec
+from isar_ros.msgio import timing, topics
 from isar_ros.ros.environment import pick_domain_id, ros_environment
+from isar_ros.ros.launcher import Graph, NodeFailed, NodeSpec
 
 INSTANCES_TOPIC = topics.absolute(topics.INFERENCE_NODE, topics.INSTANCES)
 
@@ -36,12 +36,11 @@ class DemoClient:
 
     def __init__(self):
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-
         from diagnostic_msgs.msg import DiagnosticStatus
         from isar_ros_msgs.msg import InstanceSegmentation
         from isar_ros_msgs.srv import ListObjects
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from std_srvs.srv import Trigger
 
         self.rclpy = rclpy
@@ -67,7 +66,11 @@ class DemoClient:
         with self.lock:
             if self.recording is not None:
                 key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-                self.recording[key] = (image_to_numpy(msg.label_image), msg.memory_version, time.perf_counter())
+                self.recording[key] = (
+                    image_to_numpy(msg.label_image),
+                    msg.memory_version,
+                    time.perf_counter(),
+                )
 
     def on_status(self, msg) -> None:
         values = {kv.key: kv.value for kv in msg.values}
@@ -78,9 +81,15 @@ class DemoClient:
 
         # A new client's first request waits for discovery to settle. Later servers of the same name (a
         # fresh teach node per task) are called only seconds after they started, when discovery is done.
-        ready = client.wait_for_service(timeout_sec=timeout) if client in self.ready_clients else services.wait_until_ready(client, timeout)
+        ready = (
+            client.wait_for_service(timeout_sec=timeout)
+            if client in self.ready_clients
+            else services.wait_until_ready(client, timeout)
+        )
         if not ready:
-            raise TimeoutError(f"service {client.srv_name} did not come up within {timeout:.0f} s (see the node logs)")
+            raise TimeoutError(
+                f"service {client.srv_name} did not come up within {timeout:.0f} s (see the node logs)"
+            )
         self.ready_clients.add(client)
         return services.call(client, request, timeout)
 
@@ -92,7 +101,9 @@ class DemoClient:
         deadline = time.monotonic() + timeout
         while self.inference_memory_version != version:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the inference node did not get memory version {version} within {timeout:.0f} s")
+                raise TimeoutError(
+                    f"the inference node did not get memory version {version} within {timeout:.0f} s"
+                )
             time.sleep(0.05)
 
     def wait_for_subscribers(self, topic: str, count: int, timeout: float = 30.0) -> None:
@@ -124,8 +135,15 @@ def source(data: Path, bags: Path | None, task: str, split: str, scene: str) -> 
     return {"data": str(data), "task": task, "split": split, "scene": scene}
 
 
-def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Path | None = None,
-             record: Path | None = None) -> BenchmarkResult:
+def run_demo(
+    data: Path,
+    out: Path,
+    modes=MODES,
+    tasks=None,
+    log=print,
+    bags: Path | None = None,
+    record: Path | None = None,
+) -> BenchmarkResult:
     """Run the demo graph over ``data``; returns the scores (reports are written by the caller).
 
     ``bags``: replay the scenes from bags written by ``isar-ros bag export-all`` into that folder
@@ -136,7 +154,9 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
     import rclpy
 
     dataset = IsarDataset(data)
-    env = ros_environment(localhost_only=True, domain_id=int(os.environ.get("ISAR_DEMO_DOMAIN_ID", 0)) or pick_domain_id())
+    env = ros_environment(
+        localhost_only=True, domain_id=int(os.environ.get("ISAR_DEMO_DOMAIN_ID", 0)) or pick_domain_id()
+    )
     os.environ.update(env)
     out.mkdir(parents=True, exist_ok=True)
     result = BenchmarkResult("isar_ros (ROS nodes)", str(data))
@@ -155,11 +175,23 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                     # from an empty memory); the inference node stays and picks up each new memory.
                     memory_dir = out / "memory" / mode / task.name
                     shutil.rmtree(memory_dir, ignore_errors=True)
-                    teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), name=f"teach_node_{mode}_{task.name}")
+                    teach = graph.start(
+                        NodeSpec("teach_node", {"memory_dir": str(memory_dir)}),
+                        name=f"teach_node_{mode}_{task.name}",
+                    )
                     for scene in task.train_scenes:
-                        bridge = graph.start(NodeSpec("sim_bridge_node", {
-                            **source(data, bags, task.name, "train", scene.name), "teach": mode,
-                            "play": False, "exit_when_done": True}), name=f"teach_{mode}_{task.name}_{scene.name}")
+                        bridge = graph.start(
+                            NodeSpec(
+                                "sim_bridge_node",
+                                {
+                                    **source(data, bags, task.name, "train", scene.name),
+                                    "teach": mode,
+                                    "play": False,
+                                    "exit_when_done": True,
+                                },
+                            ),
+                            name=f"teach_{mode}_{task.name}_{scene.name}",
+                        )
                         if bridge.wait(timeout=600) != 0:
                             raise NodeFailed(f"teaching from {scene.name} failed; see {bridge.log_path}")
                     version, objects = client.objects()
@@ -168,7 +200,9 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                     for object_id, name in objects.items():
                         to_isar[object_id] = isar_id_of(name)
                     client.wait_for_inference_memory(version)
-                    result.train_seconds[mode] = result.train_seconds.get(mode, 0.0) + time.perf_counter() - started
+                    result.train_seconds[mode] = (
+                        result.train_seconds.get(mode, 0.0) + time.perf_counter() - started
+                    )
                     log(f"{mode} {task.name}: taught {len(objects)} objects")
                     for scene in task.test_scenes:
                         recorder = None
@@ -176,31 +210,70 @@ def run_demo(data: Path, out: Path, modes=MODES, tasks=None, log=print, bags: Pa
                             target = record / mode / task.name / scene.name
                             shutil.rmtree(target, ignore_errors=True)
                             target.parent.mkdir(parents=True, exist_ok=True)
-                            recorder = graph.start([sys.executable, "-m", "isar_ros.cli", "bag", "record", "--out", str(target),
-                                                    "--task", task.name, "--scene", scene.name, "--mode", mode,
-                                                    "--start-time", str(timing.REPLAY_START_S)], name=f"record_{mode}_{task.name}_{scene.name}")
+                            recorder = graph.start(
+                                [
+                                    sys.executable,
+                                    "-m",
+                                    "isar_ros.cli",
+                                    "bag",
+                                    "record",
+                                    "--out",
+                                    str(target),
+                                    "--task",
+                                    task.name,
+                                    "--scene",
+                                    scene.name,
+                                    "--mode",
+                                    mode,
+                                    "--start-time",
+                                    str(timing.REPLAY_START_S),
+                                ],
+                                name=f"record_{mode}_{task.name}_{scene.name}",
+                            )
                             client.wait_for_subscribers(INSTANCES_TOPIC, 2)  # this process and the recorder
                         client.start_recording()
-                        bridge = graph.start(NodeSpec("sim_bridge_node", {
-                            **source(data, bags, task.name, "test", scene.name), "rate_hz": 200.0,
-                            "pace_topic": INSTANCES_TOPIC, "publish_ground_truth": False, "exit_when_done": True,
-                            "start_time_s": timing.REPLAY_START_S}), name=f"play_{mode}_{task.name}_{scene.name}")
+                        bridge = graph.start(
+                            NodeSpec(
+                                "sim_bridge_node",
+                                {
+                                    **source(data, bags, task.name, "test", scene.name),
+                                    "rate_hz": 200.0,
+                                    "pace_topic": INSTANCES_TOPIC,
+                                    "publish_ground_truth": False,
+                                    "exit_when_done": True,
+                                    "start_time_s": timing.REPLAY_START_S,
+                                },
+                            ),
+                            name=f"play_{mode}_{task.name}_{scene.name}",
+                        )
                         if bridge.wait(timeout=900) != 0:
                             raise NodeFailed(f"replaying {scene.name} failed; see {bridge.log_path}")
                         time.sleep(0.3)  # the last answer may still be in flight
                         recorded = client.stop_recording()
                         if recorder is not None:
                             recorder.stop()  # SIGINT: the bag is closed and complete
-                        predictions = {scene.frame_names[timing.frame_index(k)]: to_isar[labels] for k, (labels, _, _) in recorded.items()
-                                       if 0 <= timing.frame_index(k) < len(scene)}
+                        predictions = {
+                            scene.frame_names[timing.frame_index(k)]: to_isar[labels]
+                            for k, (labels, _, _) in recorded.items()
+                            if 0 <= timing.frame_index(k) < len(scene)
+                        }
                         arrivals = sorted(t for _, _, t in recorded.values())
                         score = score_scene(scene, task.semantic_ids, predictions.items())
                         # throughput of the graph: frames answered between the first and the last answer
-                        seconds = (arrivals[-1] - arrivals[0]) * len(arrivals) / max(len(arrivals) - 1, 1) if len(arrivals) > 1 else math.nan
+                        seconds = (
+                            (arrivals[-1] - arrivals[0]) * len(arrivals) / max(len(arrivals) - 1, 1)
+                            if len(arrivals) > 1
+                            else math.nan
+                        )
                         score.seconds = seconds
-                        result.modes.setdefault(mode, []).append(SceneRecord(task.name, scene.name, scene.attributes, score))
-                        log(f"  {scene.name}: {len(predictions)}/{len(scene)} frames answered, mIoU {score.miou_nan_skipping:.3f}, "
-                            f"{len(scene) / seconds:.1f} frames/s")
+                        result.modes.setdefault(mode, []).append(
+                            SceneRecord(task.name, scene.name, scene.attributes, score)
+                        )
+                        log(
+                            f"  {scene.name}: {len(predictions)}/{len(scene)} frames answered, mIoU "
+                            f"{score.miou_nan_skipping:.3f}, "
+                            f"{len(scene) / seconds:.1f} frames/s"
+                        )
                         if mode == modes[-1]:
                             sheet.append(contact_tile(scene, predictions, to_isar))
     finally:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
@@ -39,19 +40,28 @@ from isar_ros.ros.conversions import msg_to_snapshot, segmentation_to_msg
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
-from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
 
 WINDOW_S = 5.0  # status is judged on this many recent seconds
 
 
 @dataclass
 class InferenceNodeSettings:
-    publish_overlay: bool = setting(True, "publish ~/overlay (rgb8 with the found objects drawn) for RViz", runtime=True)
-    image_reliability: str = setting("best_effort", "QoS reliability of the image subscription",
-                                     choices=qos.IMAGE_RELIABILITY)
-    status_period_s: float = setting(1.0, "seconds between status messages", runtime=True, low=0.05, high=3600.0)
-    memory_warning_s: float = setting(10.0, "warn when no memory has arrived this many seconds after start",
-                                      runtime=True, low=0.0, high=3600.0)
+    publish_overlay: bool = setting(
+        True, "publish ~/overlay (rgb8 with the found objects drawn) for RViz", runtime=True
+    )
+    image_reliability: str = setting(
+        "best_effort", "QoS reliability of the image subscription", choices=qos.IMAGE_RELIABILITY
+    )
+    status_period_s: float = setting(
+        1.0, "seconds between status messages", runtime=True, low=0.05, high=3600.0
+    )
+    memory_warning_s: float = setting(
+        10.0,
+        "warn when no memory has arrived this many seconds after start",
+        runtime=True,
+        low=0.0,
+        high=3600.0,
+    )
 
 
 INFERENCE_FIELDS = {f.name for f in fields(InferenceConfig)}
@@ -59,7 +69,11 @@ INFERENCE_FIELDS = {f.name for f in fields(InferenceConfig)}
 
 def parameter_specs() -> list[Spec]:
     """The node's parameters (besides ``autostart``): its own settings, the finder's, the backbone's."""
-    return specs(InferenceNodeSettings) + specs(InferenceConfig) + specs(PerceptionConfig, {"backbone", "device", "sam_checkpoint"})
+    return (
+        specs(InferenceNodeSettings)
+        + specs(InferenceConfig)
+        + specs(PerceptionConfig, {"backbone", "device", "sam_checkpoint"})
+    )
 
 
 class InferenceNode(ManagedNode):
@@ -74,9 +88,16 @@ class InferenceNode(ManagedNode):
         values = self.params.values
         self.backbone = create_backbone(values["backbone"], values["device"])
         config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
-        refiner = create_mask_predictor("sam", values["sam_checkpoint"], values["device"]) if config.refine == "sam" else None
-        self.finder = InstanceFinder(ObjectModel.empty(self.backbone.backbone_id, self.backbone.feature_dim, self.backbone.device),
-                                     config, refiner)
+        refiner = (
+            create_mask_predictor("sam", values["sam_checkpoint"], values["device"])
+            if config.refine == "sam"
+            else None
+        )
+        self.finder = InstanceFinder(
+            ObjectModel.empty(self.backbone.backbone_id, self.backbone.feature_dim, self.backbone.device),
+            config,
+            refiner,
+        )
         self._pending_model: ObjectModel | None = None
         self._mailbox: tuple[Image, float] | None = None
         self._wake = threading.Condition()
@@ -85,22 +106,32 @@ class InferenceNode(ManagedNode):
         self.memory_received = False
         self.started = time.monotonic()
         self._camera_info: CameraInfo | None = None
-        self.input_rate, self.output_rate, self.bad_rate = RateMeter(WINDOW_S), RateMeter(WINDOW_S), RateMeter(WINDOW_S)
+        self.input_rate, self.output_rate, self.bad_rate = (
+            RateMeter(WINDOW_S),
+            RateMeter(WINDOW_S),
+            RateMeter(WINDOW_S),
+        )
         self.latency = LatencyMeter(window_s=WINDOW_S)
-        self.instances_pub = self.create_lifecycle_publisher(InstanceSegmentation, topics.INSTANCES, qos.OUTPUTS)
+        self.instances_pub = self.create_lifecycle_publisher(
+            InstanceSegmentation, topics.INSTANCES, qos.OUTPUTS
+        )
         self.label_pub = self.create_lifecycle_publisher(Image, topics.LABEL_IMAGE, qos.OUTPUTS)
         self.overlay_pub = self.create_lifecycle_publisher(Image, topics.OVERLAY, qos.OUTPUTS)
         self.info_pub = self.create_lifecycle_publisher(CameraInfo, topics.OUTPUT_CAMERA_INFO, qos.OUTPUTS)
         self.status_pub = self.create_lifecycle_publisher(DiagnosticStatus, topics.STATUS, qos.OUTPUTS)
-        self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.OUTPUTS)
+        self.diagnostics_pub = self.create_lifecycle_publisher(
+            DiagnosticArray, topics.DIAGNOSTICS, qos.OUTPUTS
+        )
         self._configured_subscriptions = [
             self.create_subscription(InstanceMemory, topics.MEMORY, self.on_memory, qos.MEMORY),
             self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.on_camera_info, qos.SENSOR),
         ]
         self._reset_service = self.create_service(Trigger, "~/reset", self.on_reset)
         self.status_timer = self.create_timer(values["status_period_s"], self.publish_status)
-        self.get_logger().info(f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device}; "
-                               f"waiting for a memory on {self.resolve_topic_name(topics.MEMORY)}")
+        self.get_logger().info(
+            f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device}; "
+            f"waiting for a memory on {self.resolve_topic_name(topics.MEMORY)}"
+        )
 
     def activate(self) -> None:
         qos_profile = qos.camera_qos(self.params.values["image_reliability"])
@@ -120,14 +151,22 @@ class InferenceNode(ManagedNode):
         for subscription in self._configured_subscriptions:
             self.destroy_subscription(subscription)
         self.destroy_service(self._reset_service)
-        for publisher in (self.instances_pub, self.label_pub, self.overlay_pub, self.info_pub, self.status_pub,
-                          self.diagnostics_pub):
+        for publisher in (
+            self.instances_pub,
+            self.label_pub,
+            self.overlay_pub,
+            self.info_pub,
+            self.status_pub,
+            self.diagnostics_pub,
+        ):
             self.destroy_lifecycle_publisher(publisher)
 
     def on_parameters(self, changes: dict[str, Any]) -> None:
         config_changes = {k: v for k, v in changes.items() if k in INFERENCE_FIELDS}
         if config_changes:
-            self.finder.config = replace(self.finder.config, **config_changes)  # read by the worker at the next frame
+            self.finder.config = replace(
+                self.finder.config, **config_changes
+            )  # read by the worker at the next frame
         if "status_period_s" in changes and hasattr(self, "status_timer"):
             self.destroy_timer(self.status_timer)
             self.status_timer = self.create_timer(changes["status_period_s"], self.publish_status)
@@ -148,8 +187,10 @@ class InferenceNode(ManagedNode):
         try:
             snapshot = msg_to_snapshot(msg)
             if snapshot.backbone_id != self.backbone.backbone_id:
-                raise MemoryFormatError(f"memory version {msg.version} was taught with backbone {snapshot.backbone_id!r}, "
-                                        f"this node runs {self.backbone.backbone_id!r}; start both nodes with the same backbone")
+                raise MemoryFormatError(
+                    f"memory version {msg.version} was taught with backbone {snapshot.backbone_id!r}, "
+                    f"this node runs {self.backbone.backbone_id!r}; start both nodes with the same backbone"
+                )
             self._pending_model = ObjectModel(snapshot, self.backbone.device)
             self.memory_received = True
             self.get_logger().info(f"memory version {msg.version}: {len(snapshot.objects)} objects")
@@ -199,12 +240,24 @@ class InferenceNode(ManagedNode):
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
         if self.params.values["publish_overlay"]:
             names = {i.object_id: f"{i.name} {i.score:.2f}" for i in segmentation.instances}
-            self.overlay_pub.publish(numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header))
+            self.overlay_pub.publish(
+                numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header)
+            )
         info = self._camera_info
         if info is not None and (info.width, info.height) == (msg.width, msg.height):
-            info = CameraInfo(header=msg.header, height=info.height, width=info.width, distortion_model=info.distortion_model,
-                              d=info.d, k=info.k, r=info.r, p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
-                              roi=info.roi)
+            info = CameraInfo(
+                header=msg.header,
+                height=info.height,
+                width=info.width,
+                distortion_model=info.distortion_model,
+                d=info.d,
+                k=info.k,
+                r=info.r,
+                p=info.p,
+                binning_x=info.binning_x,
+                binning_y=info.binning_y,
+                roi=info.roi,
+            )
             self.info_pub.publish(info)
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
@@ -225,15 +278,27 @@ class InferenceNode(ManagedNode):
 
     def health(self) -> tuple[int, str]:
         """(DiagnosticStatus level, message) from the last ``WINDOW_S`` seconds."""
-        input_rate, output_rate, bad_rate = self.input_rate.rate(), self.output_rate.rate(), self.bad_rate.rate()
+        input_rate, output_rate, bad_rate = (
+            self.input_rate.rate(),
+            self.output_rate.rate(),
+            self.bad_rate.rate(),
+        )
         image_topic = self.resolve_topic_name(topics.IMAGE)
         if input_rate > 0 and output_rate == 0:
-            return DiagnosticStatus.ERROR, f"images arrive on {image_topic} but none is answered: {self.last_problem or 'busy'}"
+            return (
+                DiagnosticStatus.ERROR,
+                f"images arrive on {image_topic} but none is answered: {self.last_problem or 'busy'}",
+            )
         if bad_rate > 0:
             return DiagnosticStatus.WARN, f"{bad_rate:.1f} bad frames/s: {self.last_problem}"
-        if not self.memory_received and time.monotonic() - self.started > self.params.values["memory_warning_s"]:
-            return DiagnosticStatus.WARN, (f"no memory on {self.resolve_topic_name(topics.MEMORY)} yet; is a teach node "
-                                           "running in the same namespace?")
+        if (
+            not self.memory_received
+            and time.monotonic() - self.started > self.params.values["memory_warning_s"]
+        ):
+            return DiagnosticStatus.WARN, (
+                f"no memory on {self.resolve_topic_name(topics.MEMORY)} yet; is a teach node "
+                "running in the same namespace?"
+            )
         if self.get_parameter("use_sim_time").value and self.get_clock().now().nanoseconds == 0:
             return DiagnosticStatus.WARN, "use_sim_time is true but nothing is published on /clock"
         if input_rate == 0:
@@ -246,15 +311,25 @@ class InferenceNode(ManagedNode):
             self.get_logger().warning(message, throttle_duration_sec=10.0)
         p50, p90 = self.latency.percentiles(50, 90)
         values = {
-            "input_rate_hz": f"{self.input_rate.rate():.2f}", "output_rate_hz": f"{self.output_rate.rate():.2f}",
-            "latency_ms_p50": f"{p50:.1f}", "latency_ms_p90": f"{p90:.1f}", "dropped_frames": str(self.dropped),
-            "bad_frames": str(self.bad_frames), "frames_out": str(self.output_rate.count),
-            "memory_version": str(self.memory_version), "objects": str(len(self._pending_model or self.finder.model)),
-            "device": str(self.backbone.device), "backbone": self.backbone.backbone_id,
+            "input_rate_hz": f"{self.input_rate.rate():.2f}",
+            "output_rate_hz": f"{self.output_rate.rate():.2f}",
+            "latency_ms_p50": f"{p50:.1f}",
+            "latency_ms_p90": f"{p90:.1f}",
+            "dropped_frames": str(self.dropped),
+            "bad_frames": str(self.bad_frames),
+            "frames_out": str(self.output_rate.count),
+            "memory_version": str(self.memory_version),
+            "objects": str(len(self._pending_model or self.finder.model)),
+            "device": str(self.backbone.device),
+            "backbone": self.backbone.backbone_id,
         }
-        status = DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message=message,
-                                  hardware_id=str(self.backbone.device),
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        status = DiagnosticStatus(
+            level=level,
+            name=self.get_fully_qualified_name(),
+            message=message,
+            hardware_id=str(self.backbone.device),
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
         self.status_pub.publish(status)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

@@ -25,6 +25,7 @@ from isar_ros.errors import UserError
 from isar_ros.paths import config_file
 from isar_ros.ros.environment import ros_environment
 
+
 class NodeFailed(UserError):
     """A node or helper process of a graph failed; the message names it and where its log is."""
 
@@ -45,8 +46,14 @@ class NodeSpec:
     namespace: str = ""
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", NODES[self.executable], "--ros-args",
-                "--params-file", str(self.params_file or config_file("isar_ros.yaml"))]
+        args = [
+            sys.executable,
+            "-m",
+            NODES[self.executable],
+            "--ros-args",
+            "--params-file",
+            str(self.params_file or config_file("isar_ros.yaml")),
+        ]
         for key, value in self.parameters.items():
             args += ["-p", f"{key}:={_ros_value(value)}"]
         for source, target in self.remappings.items():
@@ -77,16 +84,27 @@ def stop_process_group(popen: subprocess.Popen, timeout: float = 10.0) -> int:
 
 
 class NodeProcess:
-    def __init__(self, spec: NodeSpec | list[str], env: dict[str, str], log: Path | None = None, name: str = "",
-                 helper: bool = False):
+    def __init__(
+        self,
+        spec: NodeSpec | list[str],
+        env: dict[str, str],
+        log: Path | None = None,
+        name: str = "",
+        helper: bool = False,
+    ):
         self.spec = spec
         self.name = name or (spec.executable if isinstance(spec, NodeSpec) else Path(spec[0]).name)
         self.helper = helper  # may finish: exit code 0 is not a reason to stop the graph
         self.log_path = log
-        self.log = open(log, "w") if log else None
+        self.log = open(log, "w") if log else None  # noqa: SIM115 - open while the process runs; closed in stop()
         command = spec.command() if isinstance(spec, NodeSpec) else spec
-        self.popen = subprocess.Popen(command, env=env, stdout=self.log or None, stderr=subprocess.STDOUT if self.log else None,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            command,
+            env=env,
+            stdout=self.log or None,
+            stderr=subprocess.STDOUT if self.log else None,
+            start_new_session=True,
+        )
 
     def wait(self, timeout: float | None = None) -> int:
         return self.popen.wait(timeout=timeout)
@@ -121,7 +139,7 @@ class Graph:
             process.stop()
         self.processes.clear()
 
-    def __enter__(self) -> "Graph":
+    def __enter__(self) -> Graph:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -163,6 +181,7 @@ class Graph:
 @contextmanager
 def stop_signals_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as SIGINT does."""
+
     def interrupt(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 

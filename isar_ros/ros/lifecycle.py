@@ -76,7 +76,8 @@ class ManagedNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def autostart(self) -> None:
-        """Configure and activate when the ``autostart`` parameter says so; :class:`ConfigurationError` if that fails."""
+        """Configure and activate when the ``autostart`` parameter says so; :class:`ConfigurationError` if
+        that fails."""
         if not self.params.values["autostart"]:
             self.get_logger().info("unconfigured; waiting for a lifecycle manager (autostart is false)")
             return

@@ -1,4 +1,5 @@
-"""The one ``main()`` of every isar_ros node: init, spin, end quietly on Ctrl-C, SIGTERM or external shutdown."""
+"""The one ``main()`` of every isar_ros node: init, spin, end quietly on Ctrl-C, SIGTERM or external
+shutdown."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, Executor, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from isar_ros.errors import UserError
 
 
-def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
-             args: list[str] | None = None) -> int:
+def run_node(
+    make_node: Callable[[], Node],
+    make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+    args: list[str] | None = None,
+) -> int:
     """Create the node, bring it up (``autostart``), spin it until shutdown, then ``close()`` it and clean up.
 
     A configuration error while creating or configuring the node (bad parameter, unknown backbone,

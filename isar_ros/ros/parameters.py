@@ -31,7 +31,9 @@ def descriptor(spec: Spec) -> ParameterDescriptor:
         d.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.low is not None and spec.high is not None:
         if isinstance(spec.default, float):
-            d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+            ]
         elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
             d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
     return d
@@ -40,7 +42,9 @@ def descriptor(spec: Spec) -> ParameterDescriptor:
 class NodeParameters:
     """The declared, checked parameter values of one node (``values[name]``)."""
 
-    def __init__(self, node: Node, specs: list[Spec], on_change: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self, node: Node, specs: list[Spec], on_change: Callable[[dict[str, Any]], None] | None = None
+    ):
         self.node = node
         self.specs = {s.name: s for s in specs}
         self.on_change = on_change
@@ -65,8 +69,10 @@ class NodeParameters:
                 continue
             close = difflib.get_close_matches(key, list(self.specs), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.node.get_logger().warning(f"unknown parameter {key!r} ignored{hint}; {self.node.get_name()} knows: "
-                                           f"{', '.join(sorted(self.specs))}")
+            self.node.get_logger().warning(
+                f"unknown parameter {key!r} ignored{hint}; {self.node.get_name()} knows: "
+                f"{', '.join(sorted(self.specs))}"
+            )
 
     def _on_set(self, parameters: list[Any]) -> SetParametersResult:
         changes: dict[str, Any] = {}
@@ -75,7 +81,9 @@ class NodeParameters:
             if spec is None:
                 continue  # a parameter of rclpy itself (use_sim_time)
             if not spec.runtime:
-                return SetParametersResult(successful=False, reason=f"{spec.name} is fixed at start; restart the node to change it")
+                return SetParametersResult(
+                    successful=False, reason=f"{spec.name} is fixed at start; restart the node to change it"
+                )
             try:
                 changes[spec.name] = convert(spec, parameter.value)
             except ConfigurationError as error:

@@ -18,13 +18,16 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from isar_ros.ros.node_main import run_node
 from isar_ros.errors import ConfigurationError
+from isar_ros.ros.node_main import run_node
 
 DEFAULT_TOPICS = ("/isar_inference/instances",)
-TYPES = {"/isar_inference/instances": "isar_ros_msgs/msg/InstanceSegmentation",
-         "/isar_inference/label_image": "sensor_msgs/msg/Image", "/isar_inference/overlay": "sensor_msgs/msg/Image",
-         "/memory": "isar_ros_msgs/msg/InstanceMemory"}
+TYPES = {
+    "/isar_inference/instances": "isar_ros_msgs/msg/InstanceSegmentation",
+    "/isar_inference/label_image": "sensor_msgs/msg/Image",
+    "/isar_inference/overlay": "sensor_msgs/msg/Image",
+    "/memory": "isar_ros_msgs/msg/InstanceMemory",
+}
 
 
 def _message_class(msgtype: str):
@@ -35,7 +38,9 @@ def _message_class(msgtype: str):
 
 
 class Recorder(Node):
-    def __init__(self, out: Path, topics: list[str], metadata: dict[str, str], duration: float = 0.0, idle: float = 0.0):
+    def __init__(
+        self, out: Path, topics: list[str], metadata: dict[str, str], duration: float = 0.0, idle: float = 0.0
+    ):
         super().__init__("isar_recorder")
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -57,7 +62,9 @@ class Recorder(Node):
             if msgtype is None:
                 raise ConfigurationError(f"unknown topic {topic!r} to record; known: {', '.join(TYPES)}")
             connection = self.writer.add_connection(topic, msgtype, typestore=self.store)
-            self.create_subscription(_message_class(msgtype), topic, lambda data, c=connection: self.write(c, data), qos, raw=True)
+            self.create_subscription(
+                _message_class(msgtype), topic, lambda data, c=connection: self.write(c, data), qos, raw=True
+            )
         self.create_timer(0.2, self.check_done)
         self.get_logger().info(f"recording {', '.join(topics)} into {out}")
 
@@ -69,7 +76,9 @@ class Recorder(Node):
 
     def check_done(self) -> None:
         now = time.monotonic()
-        if (self.duration and now - self.started > self.duration) or (self.idle and self.count and now - self.last > self.idle):
+        if (self.duration and now - self.started > self.duration) or (
+            self.idle and self.count and now - self.last > self.idle
+        ):
             import rclpy
 
             rclpy.try_shutdown()
@@ -80,5 +89,7 @@ class Recorder(Node):
         self.get_logger().info(f"recorded {self.count} messages")
 
 
-def record(out: Path, topics: list[str], metadata: dict[str, str], duration: float = 0.0, idle: float = 0.0) -> int:
+def record(
+    out: Path, topics: list[str], metadata: dict[str, str], duration: float = 0.0, idle: float = 0.0
+) -> int:
     return run_node(lambda: Recorder(out, topics, metadata, duration, idle))

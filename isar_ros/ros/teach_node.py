@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
+from isar_ros_msgs.msg import InstanceMemory
+from isar_ros_msgs.srv import ForgetObject, ListObjects, LoadMemory, RenameObject, SaveMemory, TeachObject
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -43,19 +45,26 @@ from isar_ros.ros.conversions import object_summaries, prompt_from_msg, snapshot
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
-from isar_ros_msgs.msg import InstanceMemory
-from isar_ros_msgs.srv import ForgetObject, ListObjects, LoadMemory, RenameObject, SaveMemory, TeachObject
 
 DEFAULT_MEMORY_DIR = "~/.ros/isar_ros/memory"
 
 
 @dataclass
 class TeachSettings:
-    memory_dir: str = setting(DEFAULT_MEMORY_DIR, "folder of the saved memory (created if missing; must be writable)")
+    memory_dir: str = setting(
+        DEFAULT_MEMORY_DIR, "folder of the saved memory (created if missing; must be writable)"
+    )
     autosave: bool = setting(True, "save the memory after every change and on shutdown")
-    depth_tolerance_m: float = setting(0.15, "an RViz click must lie this close to the depth seen at its pixel, metres",
-                                       runtime=True, low=0.0, high=100.0)
-    buffer_size: int = setting(30, "camera frames kept for prompts that refer to them by stamp", low=1, high=10000)
+    depth_tolerance_m: float = setting(
+        0.15,
+        "an RViz click must lie this close to the depth seen at its pixel, metres",
+        runtime=True,
+        low=0.0,
+        high=100.0,
+    )
+    buffer_size: int = setting(
+        30, "camera frames kept for prompts that refer to them by stamp", low=1, high=10000
+    )
 
 
 PERCEPTION_PARAMETERS = {"backbone", "device", "mask_predictor", "sam_checkpoint"}
@@ -99,16 +108,29 @@ class TeachNode(ManagedNode):
             self.create_service(Trigger, "~/commit", self.on_commit),
             self.create_service(Trigger, "~/cancel", self.on_cancel),
         ]
-        self.get_logger().info(f"configured: {len(self.perception.objects())} objects, memory in {self.memory_dir}, "
-                               f"backbone {self.perception.backbone.backbone_id}")
+        self.get_logger().info(
+            f"configured: {len(self.perception.objects())} objects, memory in {self.memory_dir}, "
+            f"backbone {self.perception.backbone.backbone_id}"
+        )
 
     def activate(self) -> None:
         add = self.frames.add
         self._subscriptions = [
-            self.create_subscription(Image, topics.IMAGE, lambda m: add(stamp_of(m.header), "image", m), qos.SENSOR),
-            self.create_subscription(Image, topics.DEPTH, lambda m: add(stamp_of(m.header), "depth", m), qos.SENSOR),
-            self.create_subscription(CameraInfo, topics.CAMERA_INFO, lambda m: add(stamp_of(m.header), "camera_info", m), qos.SENSOR),
-            self.create_subscription(PoseStamped, topics.CAMERA_POSE, lambda m: add(stamp_of(m.header), "pose", m), qos.SENSOR),
+            self.create_subscription(
+                Image, topics.IMAGE, lambda m: add(stamp_of(m.header), "image", m), qos.SENSOR
+            ),
+            self.create_subscription(
+                Image, topics.DEPTH, lambda m: add(stamp_of(m.header), "depth", m), qos.SENSOR
+            ),
+            self.create_subscription(
+                CameraInfo,
+                topics.CAMERA_INFO,
+                lambda m: add(stamp_of(m.header), "camera_info", m),
+                qos.SENSOR,
+            ),
+            self.create_subscription(
+                PoseStamped, topics.CAMERA_POSE, lambda m: add(stamp_of(m.header), "pose", m), qos.SENSOR
+            ),
             self.create_subscription(PointStamped, topics.RVIZ_CLICKS, self.on_rviz_click, qos.EVENTS),
             self.create_subscription(Point, topics.PIXEL_CLICKS, self.on_pixel_click, qos.EVENTS),
             self.create_subscription(String, "~/arm", self.on_arm, qos.EVENTS),
@@ -151,12 +173,15 @@ class TeachNode(ManagedNode):
         try:
             self.core.load(self.memory_dir)
         except MemoryFormatError as error:
-            self.save_blocked = (f"the memory in {self.memory_dir} could not be loaded, so autosave will not overwrite it: "
-                                 f"{error}. Fix or move that folder, or ~/load or ~/save another one")
+            self.save_blocked = (
+                f"the memory in {self.memory_dir} could not be loaded, so autosave will not overwrite it: "
+                f"{error}. Fix or move that folder, or ~/load or ~/save another one"
+            )
             self.get_logger().error(self.save_blocked)
 
     def memory_changed(self) -> str:
-        """Publish the new memory and autosave it; returns "" or why it could not be saved (the memory stays)."""
+        """Publish the new memory and autosave it; returns "" or why it could not be saved (the memory
+        stays)."""
         self.publish_memory()
         if not self.autosave:
             return ""
@@ -170,7 +195,10 @@ class TeachNode(ManagedNode):
         try:
             self.core.save(self.memory_dir)
         except OSError as error:
-            self.unsaved = f"cannot write {self.memory_dir}: {error.strerror or error}; it will be tried again on the next change"
+            reason = error.strerror or error
+            self.unsaved = (
+                f"cannot write {self.memory_dir}: {reason}; it will be tried again on the next change"
+            )
             self.get_logger().error(f"memory version {self.core.version} not saved: {self.unsaved}")
             return self.unsaved
         if self.unsaved:
@@ -193,20 +221,24 @@ class TeachNode(ManagedNode):
         return self.core.snapshot().object_by_id(object_id).name
 
     # ---- teaching ---------------------------------------------------------------------------------
-    def teach(self, frames_and_prompts: list[tuple[Image, list]], name: str, object_id: int) -> tuple[int, list[Image], str]:
+    def teach(
+        self, frames_and_prompts: list[tuple[Image, list]], name: str, object_id: int
+    ) -> tuple[int, list[Image], str]:
         """Encode each frame once, teach, publish the masks and the memory. Raises UserError.
 
         Returns (object id, mask messages, why it was not saved or "")."""
         exemplars = [(self.core.encode(self._rgb(image)), prompts) for image, prompts in frames_and_prompts]
         result = self.core.teach(exemplars, name=name, object_id=object_id)
         masks = []
-        for (image, _), mask in zip(frames_and_prompts, result.masks):
+        for (image, _), mask in zip(frames_and_prompts, result.masks, strict=False):
             mask_msg = numpy_to_image(mask.astype(np.uint8) * 255, "mono8", header=image.header)
             self.mask_pub.publish(mask_msg)
             masks.append(mask_msg)
         unsaved = self.memory_changed()
-        self.feedback(f"taught object {result.object_id} ({self.name_of(result.object_id)}) "
-                      f"from {len(frames_and_prompts)} frame(s) in {result.seconds:.2f} s")
+        self.feedback(
+            f"taught object {result.object_id} ({self.name_of(result.object_id)}) "
+            f"from {len(frames_and_prompts)} frame(s) in {result.seconds:.2f} s"
+        )
         return result.object_id, masks, unsaved
 
     def _rgb(self, image: Image) -> np.ndarray:
@@ -227,10 +259,15 @@ class TeachNode(ManagedNode):
                     key = stamp_of(prompt_msg.header)
                     image = self.frames.get(key).get("image")
                 groups.setdefault(key, (image, []))[1].append(prompt_from_msg(prompt_msg))
-            response.object_id, response.masks, unsaved = self.teach(list(groups.values()), request.name, request.object_id)
+            response.object_id, response.masks, unsaved = self.teach(
+                list(groups.values()), request.name, request.object_id
+            )
             response.success = not unsaved
-            response.message = (f"taught object {response.object_id} ({self.name_of(response.object_id)})"
-                                if not unsaved else f"taught object {response.object_id} but not saved: {unsaved}")
+            response.message = (
+                f"taught object {response.object_id} ({self.name_of(response.object_id)})"
+                if not unsaved
+                else f"taught object {response.object_id} but not saved: {unsaved}"
+            )
         except UserError as error:
             response.success, response.message = False, str(error)
             self.feedback(f"teach refused: {response.message}", error=True)
@@ -242,26 +279,39 @@ class TeachNode(ManagedNode):
             frame = self.frames.newest("pose")
             pose, info, image = frame.get("pose"), frame.get("camera_info"), frame.get("image")
             if info is None or image is None:
-                raise ProjectionError("RViz clicks need camera_info and the image with the same stamp as the camera pose")
+                raise ProjectionError(
+                    "RViz clicks need camera_info and the image with the same stamp as the camera pose"
+                )
             if msg.header.frame_id and pose.header.frame_id and msg.header.frame_id != pose.header.frame_id:
-                raise ProjectionError(f"the click is in frame {msg.header.frame_id!r} but the camera pose in "
-                                      f"{pose.header.frame_id!r}; set RViz's fixed frame to {pose.header.frame_id!r}")
+                raise ProjectionError(
+                    f"the click is in frame {msg.header.frame_id!r} but the camera pose in "
+                    f"{pose.header.frame_id!r}; set RViz's fixed frame to {pose.header.frame_id!r}"
+                )
             p, q = pose.pose.position, pose.pose.orientation
             camera = PinholeCamera.from_k(info.k, info.width, info.height)
             depth = frame.get("depth")
             depth_m = depth_to_metres(depth) if depth is not None else None
-            u, v = project_point([msg.point.x, msg.point.y, msg.point.z], pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]),
-                                 camera, depth_m, self.params.values["depth_tolerance_m"])
+            u, v = project_point(
+                [msg.point.x, msg.point.y, msg.point.z],
+                pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]),
+                camera,
+                depth_m,
+                self.params.values["depth_tolerance_m"],
+            )
             self.feedback(f"RViz click -> pixel ({u:.0f}, {v:.0f}): " + self.session.click(u, v, frame.stamp))
         except UserError as error:
             self.feedback(f"RViz click refused: {error}", error=True)
 
     def on_pixel_click(self, msg: Point) -> None:
         try:
-            frame = self.frames.newest() if self.session.stamp is None else self.frames.get(self.session.stamp)
+            frame = (
+                self.frames.newest() if self.session.stamp is None else self.frames.get(self.session.stamp)
+            )
             image = frame.get("image")
             if not (0 <= msg.x < image.width and 0 <= msg.y < image.height):
-                raise PromptError(f"click ({msg.x:.0f}, {msg.y:.0f}) is outside the {image.width}x{image.height} image")
+                raise PromptError(
+                    f"click ({msg.x:.0f}, {msg.y:.0f}) is outside the {image.width}x{image.height} image"
+                )
             self.feedback(self.session.click(msg.x, msg.y, frame.stamp))
         except UserError as error:
             self.feedback(f"click refused: {error}", error=True)
@@ -272,7 +322,9 @@ class TeachNode(ManagedNode):
             if text.startswith("id:"):
                 number = text[3:].strip()
                 if not number.isdigit():
-                    raise PromptError(f"'{text}' is not 'id:<number>'; publish id:3 to add views of object 3, or a name")
+                    raise PromptError(
+                        f"'{text}' is not 'id:<number>'; publish id:3 to add views of object 3, or a name"
+                    )
                 object_id = int(number)
                 self.feedback(self.session.arm(name=self.name_of(object_id), object_id=object_id))
             else:
@@ -289,9 +341,13 @@ class TeachNode(ManagedNode):
     def on_commit(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             name, object_id, stamp, prompt = self.session.commit()
-            object_id, _, unsaved = self.teach([(self.frames.get(stamp).get("image"), [prompt])], "" if object_id else name, object_id)
+            object_id, _, unsaved = self.teach(
+                [(self.frames.get(stamp).get("image"), [prompt])], "" if object_id else name, object_id
+            )
             response.success = not unsaved
-            response.message = f"taught object {object_id} ({self.name_of(object_id)})" + (f" but not saved: {unsaved}" if unsaved else "")
+            response.message = f"taught object {object_id} ({self.name_of(object_id)})" + (
+                f" but not saved: {unsaved}" if unsaved else ""
+            )
         except UserError as error:
             response.success, response.message = False, str(error)
             self.feedback(f"commit refused: {response.message}", error=True)
@@ -303,18 +359,24 @@ class TeachNode(ManagedNode):
         return response
 
     # ---- memory management --------------------------------------------------------------------------
-    def on_forget(self, request: ForgetObject.Request, response: ForgetObject.Response) -> ForgetObject.Response:
+    def on_forget(
+        self, request: ForgetObject.Request, response: ForgetObject.Response
+    ) -> ForgetObject.Response:
         def forget() -> str:
             object_id = request.object_id or self.core.id_by_name(request.name)
             name = self.name_of(object_id)
             self.core.forget(object_id)
             return f"forgot object {object_id} ({name})"
+
         return self._change_memory(forget, response)
 
-    def on_rename(self, request: RenameObject.Request, response: RenameObject.Response) -> RenameObject.Response:
+    def on_rename(
+        self, request: RenameObject.Request, response: RenameObject.Response
+    ) -> RenameObject.Response:
         def rename() -> str:
             self.core.rename(request.object_id, request.new_name)
             return f"object {request.object_id} is now {self.name_of(request.object_id)!r}"
+
         return self._change_memory(rename, response)
 
     def _change_memory(self, change: Callable[[], str], response: Any) -> Any:
@@ -356,7 +418,10 @@ class TeachNode(ManagedNode):
             if directory == self.memory_dir:
                 self.save_blocked = ""
             self.publish_memory()
-            response.success, response.message = True, f"loaded {len(self.core.objects())} objects from {directory}"
+            response.success, response.message = (
+                True,
+                f"loaded {len(self.core.objects())} objects from {directory}",
+            )
         except MemoryFormatError as error:
             response.success, response.message = False, f"{error} (the current memory is unchanged)"
         response.memory_version = self.core.version

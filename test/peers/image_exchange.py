@@ -1,19 +1,19 @@
 """Peer processes for the DDS exchange test: one publishes, the other receives and checks.
 
-    python image_exchange.py publish      # publishes a 640x480 rgb8 Image and an InstanceSegmentation at 10 Hz
-    python image_exchange.py receive      # waits for one of each, checks every pixel and field, exits 0 or 1
+python image_exchange.py publish      # publishes a 640x480 rgb8 Image and an InstanceSegmentation at 10 Hz
+python image_exchange.py receive      # waits for one of each, checks every pixel and field, exits 0 or 1
 """
 
 import sys
 
 import numpy as np
 import rclpy
+from isar_ros_msgs.msg import Instance, InstanceSegmentation
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, RegionOfInterest
 
 from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
-from isar_ros_msgs.msg import Instance, InstanceSegmentation
 
 WIDTH, HEIGHT = 640, 480
 STAMP = (1234, 567_000_000)
@@ -35,7 +35,10 @@ def expected_labels() -> np.ndarray:
 def make_segmentation(header) -> InstanceSegmentation:
     msg = InstanceSegmentation(header=header, memory_version=42)
     msg.label_image = numpy_to_image(expected_labels(), "mono16", header=header)
-    for object_id, name, (x, y, w, h) in [(7, "mug", (50, 100, 100, 100)), (1661, "tomato soup", (400, 300, 240, 180))]:
+    for object_id, name, (x, y, w, h) in [
+        (7, "mug", (50, 100, 100, 100)),
+        (1661, "tomato soup", (400, 300, 240, 180)),
+    ]:
         box = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
         msg.instances.append(Instance(object_id=object_id, name=name, score=0.5, box=box, area=w * h))
     return msg
@@ -82,13 +85,19 @@ def check(image: Image, segmentation: InstanceSegmentation) -> list[str]:
         problems.append(f"image is {image.width}x{image.height} {image.encoding}")
     elif not np.array_equal(image_to_numpy(image), expected_rgb()):
         problems.append("image pixels differ")
-    if (image.header.stamp.sec, image.header.stamp.nanosec, image.header.frame_id) != (*STAMP, "camera_optical"):
+    if (image.header.stamp.sec, image.header.stamp.nanosec, image.header.frame_id) != (
+        *STAMP,
+        "camera_optical",
+    ):
         problems.append(f"image header is {image.header}")
     if segmentation.header != image.header:
         problems.append("segmentation header differs from the image's")
     if not np.array_equal(image_to_numpy(segmentation.label_image), expected_labels()):
         problems.append("label image differs")
-    got = [(i.object_id, i.name, i.box.x_offset, i.box.y_offset, i.box.width, i.box.height, i.area) for i in segmentation.instances]
+    got = [
+        (i.object_id, i.name, i.box.x_offset, i.box.y_offset, i.box.width, i.box.height, i.area)
+        for i in segmentation.instances
+    ]
     if got != [(7, "mug", 50, 100, 100, 100, 10000), (1661, "tomato soup", 400, 300, 240, 180, 43200)]:
         problems.append(f"instances are {got}")
     if segmentation.memory_version != 42:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isar_ros.core.images import require_rgb
 from isar_ros.core.backbones.base import Backbone, FeatureGrid
+from isar_ros.core.images import require_rgb
 from isar_ros.errors import ConfigurationError, InvalidInput
 
 PATCH = 14
@@ -145,13 +147,15 @@ class DinoVisionTransformer(nn.Module):
             return self.pos_embed
         pos = self.pos_embed.float()
         patches = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        patches = F.interpolate(patches, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic",
-                                antialias=False)
+        patches = F.interpolate(
+            patches, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic", antialias=False
+        )
         patches = patches.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
         return torch.cat([pos[:, :1], patches], dim=1).to(self.pos_embed.dtype)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """B x 3 x H x W (H, W multiples of 14, ImageNet-normalised) -> B x rows x cols x D normalised patch tokens."""
+        """B x 3 x H x W (H, W multiples of 14, ImageNet-normalised) -> B x rows x cols x D normalised patch
+        tokens."""
         batch, _, height, width = x.shape
         if height % PATCH or width % PATCH:
             raise ValueError(f"input {width}x{height} is not a multiple of the patch size {PATCH}")
@@ -160,20 +164,24 @@ class DinoVisionTransformer(nn.Module):
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
         tokens = tokens + self.interpolate_pos_encoding(rows, cols)
         if self.register_tokens is not None:
-            tokens = torch.cat([tokens[:, :1], self.register_tokens.expand(batch, -1, -1), tokens[:, 1:]], dim=1)
+            tokens = torch.cat(
+                [tokens[:, :1], self.register_tokens.expand(batch, -1, -1), tokens[:, 1:]], dim=1
+            )
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.norm(tokens)
-        return tokens[:, 1 + self.registers:].reshape(batch, rows, cols, -1)
+        return tokens[:, 1 + self.registers :].reshape(batch, rows, cols, -1)
 
 
 def parse_name(name: str) -> tuple[VitSpec, int]:
     """``dinov2_vits14`` / ``dinov2_vitb14_reg4`` ... -> (spec, registers)."""
     prefix = "dinov2_vit"
-    size = name[len(prefix):len(prefix) + 1] if name.startswith(prefix) else ""
-    rest = name[len(prefix) + 1:]
+    size = name[len(prefix) : len(prefix) + 1] if name.startswith(prefix) else ""
+    rest = name[len(prefix) + 1 :]
     if size not in SPECS or rest not in ("14", "14_reg4"):
-        raise ConfigurationError(f"unknown DINOv2 model {name!r}; use dinov2_vit{{s,b,l,g}}14 or dinov2_vit{{s,b,l,g}}14_reg4")
+        raise ConfigurationError(
+            f"unknown DINOv2 model {name!r}; use dinov2_vit{{s,b,l,g}}14 or dinov2_vit{{s,b,l,g}}14_reg4"
+        )
     return SPECS[size], 4 if rest.endswith("reg4") else 0
 
 
@@ -185,23 +193,45 @@ def input_size(width: int, height: int, policy: str, short_side: int, stretch_si
     if policy != "keep_aspect":
         raise ConfigurationError(f"input policy must be keep_aspect or stretch, not {policy!r}")
     scale = short_side / min(width, height)
-    return (max(PATCH, round(width * scale / PATCH) * PATCH), max(PATCH, round(height * scale / PATCH) * PATCH))
+    return (
+        max(PATCH, round(width * scale / PATCH) * PATCH),
+        max(PATCH, round(height * scale / PATCH) * PATCH),
+    )
 
 
 class Dinov2Backbone(Backbone):
-    def __init__(self, model: DinoVisionTransformer, name: str, device: torch.device, input_policy: str = "keep_aspect",
-                 short_side: int = 448, stretch_size: int = 560, bf16: bool = False):
+    def __init__(
+        self,
+        model: DinoVisionTransformer,
+        name: str,
+        device: torch.device,
+        input_policy: str = "keep_aspect",
+        short_side: int = 448,
+        stretch_size: int = 560,
+        bf16: bool = False,
+    ):
         self.model = model.to(device).eval()
         self.device = device
         self.feature_dim = model.spec.dim
         self.backbone_id = name
-        self.input_policy, self.short_side, self.stretch_size, self.bf16 = input_policy, short_side, stretch_size, bf16
+        self.input_policy, self.short_side, self.stretch_size, self.bf16 = (
+            input_policy,
+            short_side,
+            stretch_size,
+            bf16,
+        )
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     @classmethod
-    def from_name(cls, name: str, device: torch.device, checkpoint: str | None = None, random_init: bool = False,
-                  **options) -> "Dinov2Backbone":
+    def from_name(
+        cls,
+        name: str,
+        device: torch.device,
+        checkpoint: str | None = None,
+        random_init: bool = False,
+        **options: Any,
+    ) -> Dinov2Backbone:
         """The official checkpoint for ``name`` (found by isar_ros.core.weights), loaded strictly.
 
         ``random_init=True`` skips the weights (for speed measurements and tests only).
@@ -228,7 +258,7 @@ class Dinov2Backbone(Backbone):
         return FeatureGrid(F.normalize(features, dim=-1), (width, height))
 
 
-def load_checkpoint(model: nn.Module, path) -> None:
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load an official state dict with ``strict=True``; a mismatch names the file and the keys."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and "pos_embed" not in state:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from isar_ros.core.backbones.base import Backbone
@@ -14,11 +16,13 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use device: auto or cpu")
+        raise ConfigurationError(
+            f"device {device!r} was asked for, but torch sees no CUDA GPU here; use device: auto or cpu"
+        )
     return resolved
 
 
-def create_backbone(name: str = "handcrafted", device: str = "auto", **options: object) -> Backbone:
+def create_backbone(name: str = "handcrafted", device: str = "auto", **options: Any) -> Backbone:
     """``handcrafted`` (no weights, the offline default) or ``dinov2_vit{s,b,l,g}14[_reg4]``."""
     if name == "handcrafted":
         from isar_ros.core.backbones.handcrafted import HandcraftedBackbone
@@ -28,4 +32,6 @@ def create_backbone(name: str = "handcrafted", device: str = "auto", **options: 
         from isar_ros.core.backbones.dinov2 import Dinov2Backbone
 
         return Dinov2Backbone.from_name(name, device=resolve_device(device), **options)
-    raise ConfigurationError(f"unknown backbone {name!r}; use 'handcrafted' or dinov2_vit{{s,b,l,g}}14[_reg4]")
+    raise ConfigurationError(
+        f"unknown backbone {name!r}; use 'handcrafted' or dinov2_vit{{s,b,l,g}}14[_reg4]"
+    )

@@ -21,16 +21,19 @@ import cv2
 import numpy as np
 import torch
 
-from isar_ros.core.images import require_rgb
 from isar_ros.core.backbones.base import Backbone, FeatureGrid
+from isar_ros.core.images import require_rgb
 from isar_ros.errors import InvalidInput
 
 CHROMA_RANGE = (0.05, 0.65)  # rg chromaticity of real surfaces; grey is (1/3, 1/3)
 DARK_LEVEL = 60.0  # R + G + B below which chromaticity counts less (it is mostly noise there)
 
 
-def _triangle_weights(values: np.ndarray, lo: float, hi: float, bins: int, circular: bool = False) -> np.ndarray:
-    """Soft assignment of ``values`` (H x W) to ``bins`` evenly spaced centres: H x W x bins, rows sum to 1."""
+def _triangle_weights(
+    values: np.ndarray, lo: float, hi: float, bins: int, circular: bool = False
+) -> np.ndarray:
+    """Soft assignment of ``values`` (H x W) to ``bins`` evenly spaced centres: H x W x bins, rows sum to
+    1."""
     if circular:
         position = (values - lo) / (hi - lo) * bins
         distance = np.abs(position[..., None] - np.arange(bins, dtype=np.float32))
@@ -42,16 +45,30 @@ def _triangle_weights(values: np.ndarray, lo: float, hi: float, bins: int, circu
 
 
 class HandcraftedBackbone(Backbone):
-    def __init__(self, stride: int = 8, chroma_bins: int = 7, lightness_bins: int = 4, orientation_bins: int = 6,
-                 lightness_weight: float = 0.25, texture_weight: float = 0.7, device: torch.device = torch.device("cpu")):
+    def __init__(
+        self,
+        stride: int = 8,
+        chroma_bins: int = 7,
+        lightness_bins: int = 4,
+        orientation_bins: int = 6,
+        lightness_weight: float = 0.25,
+        texture_weight: float = 0.7,
+        device: torch.device | None = None,
+    ):
         self.stride = int(stride)
-        self.chroma_bins, self.lightness_bins, self.orientation_bins = chroma_bins, lightness_bins, orientation_bins
+        self.chroma_bins, self.lightness_bins, self.orientation_bins = (
+            chroma_bins,
+            lightness_bins,
+            orientation_bins,
+        )
         self.lightness_weight, self.texture_weight = lightness_weight, texture_weight
-        self.device = device
+        self.device = device if device is not None else torch.device("cpu")
         self.channels = chroma_bins * chroma_bins + lightness_bins + orientation_bins
         self.feature_dim = 2 * self.channels
-        self.backbone_id = (f"handcrafted-v2-s{stride}-c{chroma_bins}-l{lightness_bins}-o{orientation_bins}"
-                            f"-w{lightness_weight:g}-{texture_weight:g}")
+        self.backbone_id = (
+            f"handcrafted-v2-s{stride}-c{chroma_bins}-l{lightness_bins}-o{orientation_bins}"
+            f"-w{lightness_weight:g}-{texture_weight:g}"
+        )
 
     def pixel_histograms(self, rgb: np.ndarray) -> np.ndarray:
         """H x W x channels per-pixel soft histogram contributions (before pooling)."""
@@ -69,7 +86,9 @@ class HandcraftedBackbone(Backbone):
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
         strength = np.minimum(np.sqrt(gx * gx + gy * gy) * 4.0, 1.0) * self.texture_weight
-        orientation = _triangle_weights(np.arctan2(gy, gx) % np.pi, 0.0, np.pi, self.orientation_bins, circular=True)
+        orientation = _triangle_weights(
+            np.arctan2(gy, gx) % np.pi, 0.0, np.pi, self.orientation_bins, circular=True
+        )
         return np.concatenate([chroma, lightness, orientation * strength[..., None]], axis=-1)
 
     @torch.inference_mode()
@@ -78,10 +97,15 @@ class HandcraftedBackbone(Backbone):
         height, width = rgb.shape[:2]
         rows, cols = height // self.stride, width // self.stride
         if rows < 1 or cols < 1 or self.stride % 2:
-            raise InvalidInput(f"image {width}x{height} is smaller than one {self.stride}-pixel cell (stride must be even)")
+            raise InvalidInput(
+                f"image {width}x{height} is smaller than one {self.stride}-pixel cell (stride must be even)"
+            )
         # Histograms are computed at half resolution: 4x fewer pixels, nearly the same cell statistics.
-        half = cv2.resize(rgb[: rows * self.stride, : cols * self.stride], (cols * self.stride // 2, rows * self.stride // 2),
-                          interpolation=cv2.INTER_AREA)
+        half = cv2.resize(
+            rgb[: rows * self.stride, : cols * self.stride],
+            (cols * self.stride // 2, rows * self.stride // 2),
+            interpolation=cv2.INTER_AREA,
+        )
         pixels = self.pixel_histograms(half)
         cells = cv2.resize(pixels, (cols, rows), interpolation=cv2.INTER_AREA)  # mean over each cell
         context = cv2.blur(cells, (3, 3), borderType=cv2.BORDER_REFLECT)
