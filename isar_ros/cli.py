@@ -5,7 +5,8 @@ isar-ros up [--image TOPIC ...]                          teach + inference nodes
 isar-ros replay --data DIR [--task T --scene S]          sim bridge + teach + inference
 isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format dataset
 isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
-isar-ros bag export|export-all ...                       ISAR scenes as rosbag2 files
+isar-ros bag export|export-all|record ...                ISAR scenes as rosbag2 files; outputs recorded
+isar-ros weights list|download NAME|verify               DINOv2 and SAM checkpoints
 """
 
 from __future__ import annotations
@@ -493,17 +494,75 @@ def cmd_bag(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_weights(sub) -> None:
+    parser = sub.add_parser(
+        "weights", help="model checkpoints: list, download, verify (where they go: isar-ros weights list)"
+    )
+    weights = parser.add_subparsers(dest="weights_command", required=True)
+    weights.add_parser("list", help="every known checkpoint, its file and whether it is found")
+    download = weights.add_parser(
+        "download", help="fetch an official checkpoint into the weights folder and verify it"
+    )
+    download.add_argument("name", help="a name of `isar-ros weights list`, e.g. dinov2_vits14 or sam_vit_b")
+    download.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the server")
+    verify = weights.add_parser(
+        "verify", help="check the checkpoints that are found (size, MD5 prefix, SHA-256)"
+    )
+    verify.add_argument("name", nargs="*", help="only these (default: every one found)")
+
+
+def cmd_weights(args) -> int:
+    from isar_ros.core import weights
+
+    if args.weights_command == "list":
+        print(
+            f"weights folder: {weights.cache_dir()}  (ISAR_ROS_WEIGHTS changes it; ISAR_ROS_<NAME> names "
+            "one file)"
+        )
+        for name, spec in weights.CHECKPOINTS.items():
+            try:
+                where = f"found: {weights.find_checkpoint(name)}"
+            except weights.WeightsNotFound:
+                where = "missing"
+            print(f"  {name:<20} {spec.filename:<32} {where}")
+        return 0
+    if args.weights_command == "download":
+        path = weights.download(args.name, timeout=args.timeout)
+        print(f"downloaded and verified {path}")
+        return 0
+    names = args.name or [n for n in weights.CHECKPOINTS if _found(weights, n)]
+    if not names:
+        print(f"no checkpoint found in {weights.cache_dir()}; nothing to verify")
+        return 0
+    failed = 0
+    for name in names:
+        ok, detail = weights.verify(name)
+        failed += not ok
+        print(f"{'ok  ' if ok else 'BAD '} {name}: {detail}")
+    return 1 if failed else 0
+
+
+def _found(weights, name: str) -> bool:
+    try:
+        weights.find_checkpoint(name)
+        return True
+    except weights.WeightsNotFound:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``isar-ros`` command line (every subcommand)."""
     parser = argparse.ArgumentParser(
         prog="isar-ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    add_generate(sub)
-    add_benchmark(sub)
-    add_demo(sub)
-    add_up(sub)
-    add_replay(sub)
-    add_bag(sub)
+    for add in (add_generate, add_benchmark, add_demo, add_up, add_replay, add_bag, add_weights):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {
         "generate": cmd_generate,
@@ -512,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         "up": cmd_up,
         "replay": cmd_replay,
         "bag": cmd_bag,
+        "weights": cmd_weights,
     }
     try:
         return handlers[args.command](args)

@@ -21,6 +21,7 @@ import numpy as np
 from isar_ros.core.geometry import PinholeCamera, matrix_to_quaternion_xyzw
 from isar_ros.errors import InvalidInput, MissingResource
 from isar_ros.isar.dataset import MODES, IsarDataset, IsarPrompt, Scene, frame_name
+from isar_ros.isar.layout import PROMPT_FILES
 from isar_ros.isar.rules import isar_id_of, object_name
 from isar_ros.isar.runner import SceneRecord, score_scene
 from isar_ros.msgio import topics
@@ -129,13 +130,17 @@ def export_scene(
     build = _Messages(store)
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # The writer names its storage file after its folder: write into a staging folder of the final name
+    # (so the file is <name>.mcap), then move it into place: a bag folder is complete or absent.
+    staging_root = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging_root, ignore_errors=True)
+    staging_root.mkdir(parents=True)
+    partial = staging_root / out.name
     started = time.perf_counter()
     topics = dict(TOPICS)
     if not compressed:
         topics.pop("/image/compressed")
-    modes = [m for m in MODES if (scene.path / f"prompts_{m.split('_')[0]}.json").is_file()]
+    modes = [m for m in MODES if (scene.path / PROMPT_FILES[m]).is_file()]
     for mode in MODES:
         if mode not in modes:
             topics.pop(f"/prompts/{mode}")
@@ -184,7 +189,8 @@ def export_scene(
                 for p in prompts[mode].get(frame.name, []):
                     write(f"/prompts/{mode}", build.prompt(p, header), ns)
     shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)  # a bag folder is complete or absent
+    partial.rename(out)
+    staging_root.rmdir()
     seconds = time.perf_counter() - started
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return {

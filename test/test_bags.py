@@ -143,3 +143,11 @@ def test_a_bag_reads_like_its_scene_folder(train_bag):
         np.testing.assert_allclose(a.pose_optical(), b.pose_optical(), atol=1e-9)
     for mode in ("single_shot", "multi_shot"):
         assert replayed.prompts(mode) == scene.prompts(mode)
+
+
+def test_a_finished_bag_is_named_after_its_folder_and_nothing_is_left_behind(train_bag):
+    """Regression: the storage file used to be named scene.partial.mcap inside the finished folder."""
+    _, bag, _ = train_bag
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml", "train.mcap"]
+    assert "train.mcap" in (bag / "metadata.yaml").read_text()
+    assert not list(bag.parent.glob(".*partial*"))

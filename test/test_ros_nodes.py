@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import Point, PointStamped, PoseStamped
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Point, Point32, PointStamped, PoseStamped
 from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
 from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
 from rcl_interfaces.srv import SetParameters
@@ -87,6 +87,9 @@ def ros(tmp_path_factory):
     client.listen(FEEDBACK, String)
     client.listen("/isar_inference/status", DiagnosticStatus)
     client.listen("/memory", InstanceMemory, LATCHED)
+    client.listen("/isar_inference/overlay", Image)
+    client.listen("/isar_inference/camera_info", CameraInfo)
+    client.listen("/diagnostics", DiagnosticArray)
     camera = Camera(client)
     memory_dir = tmp_path_factory.mktemp("memory")
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
@@ -144,10 +147,14 @@ def status(client) -> dict:
     return {kv.key: kv.value for kv in msg.values}
 
 
-def set_parameter(client, name, value):
+def try_parameter(client, name, value, node="/isar_inference"):
     request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
-    result = client.call("/isar_inference/set_parameters", SetParameters, request)
-    assert result.results[0].successful, result.results[0].reason
+    return client.call(f"{node}/set_parameters", SetParameters, request).results[0]
+
+
+def set_parameter(client, name, value, node="/isar_inference"):
+    result = try_parameter(client, name, value, node)
+    assert result.successful, result.reason
 
 
 def test_taught_object_is_found_with_its_id_and_name(ros):
@@ -334,3 +341,135 @@ def test_a_late_inference_node_and_a_restarted_teach_node_get_every_object_back(
     again = client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
     assert [(o.object_id, o.name) for o in again.objects] == [(o.object_id, o.name) for o in listed.objects]
     assert again.memory_version == listed.memory_version
+
+
+# ---- a new user's first hour (issue 12) -------------------------------------------------------------
+def test_a_name_that_exists_gets_more_views_and_renaming_onto_it_is_refused(ros):
+    client = ros["client"]
+    first, again = teach_red(client, name="mug twice"), teach_red(client, name="mug twice")
+    assert first.success and again.success and again.object_id == first.object_id, again.message
+    listed = client.call("/isar_teach/list", ListObjects, ListObjects.Request()).objects
+    assert [o.num_exemplars for o in listed if o.name == "mug twice"] == [2]
+    other = teach_red(client, name="another mug")
+    refused = client.call(
+        "/isar_teach/rename",
+        RenameObject,
+        RenameObject.Request(object_id=other.object_id, new_name="mug twice"),
+    )
+    assert not refused.success and "is taken by object" in refused.message
+    for object_id in (first.object_id, other.object_id):
+        assert client.call(
+            "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)
+        ).success
+
+
+def test_start_only_parameters_are_read_only_and_run_time_ones_are_checked_and_applied(ros):
+    client = ros["client"]
+    assert not try_parameter(client, "memory_dir", "/tmp/elsewhere", node="/isar_teach").successful
+    assert not try_parameter(client, "buffer_size", 5, node="/isar_teach").successful
+    assert not try_parameter(client, "image_reliability", "best_effort").successful
+    wrong = try_parameter(client, "matcher", "svn")
+    assert not wrong.successful and "not one of svm, prototype" in wrong.reason
+    assert not try_parameter(client, "presence_offset", 1000.0).successful  # outside its range
+    set_parameter(client, "presence_offset", 1)  # an int for a float parameter is fine
+    set_parameter(client, "presence_offset", 0.3)
+    set_parameter(client, "publish_overlay", False)  # used to answer "successful" and do nothing
+    seen = len(client.messages("/isar_inference/overlay"))
+    instances_with(client, lambda m: True)
+    instances_with(client, lambda m: True)
+    settled = len(client.messages("/isar_inference/overlay"))
+    instances_with(client, lambda m: True)
+    instances_with(client, lambda m: True)
+    assert len(client.messages("/isar_inference/overlay")) == settled, (seen, settled)
+    set_parameter(client, "publish_overlay", True)
+    client.wait_for("/isar_inference/overlay", after=settled, timeout=30)
+
+
+def test_camera_info_is_republished_with_the_outputs_stamp(ros):
+    client = ros["client"]
+    answer = instances_with(client, lambda m: True)
+    info = client.wait_for(
+        "/isar_inference/camera_info", lambda m: m.header.stamp == answer.header.stamp, timeout=30
+    )
+    assert info.k[0] == 160.0 and (info.width, info.height) == (
+        answer.label_image.width,
+        answer.label_image.height,
+    )
+
+
+def test_status_says_error_with_the_reason_when_nothing_comes_out_and_reaches_diagnostics(ros):
+    client, camera = ros["client"], ros["camera"]
+    image = numpy_to_image(camera.rgb, "rgb8")
+    image.encoding = "yuv422"
+    camera.image_override = image
+
+    def error_status():
+        messages = client.messages("/isar_inference/status")
+        return messages and messages[-1].level == DiagnosticStatus.ERROR and "yuv422" in messages[-1].message
+
+    wait_until(error_status, 30, "an ERROR status naming the encoding")
+    array = client.wait_for(
+        "/diagnostics", lambda m: m.status and "yuv422" in m.status[0].message, timeout=30
+    )
+    assert array.status[0].name == "/isar_inference" and "rgb8" in array.status[0].message  # what is accepted
+    camera.image_override = None
+    ok = client.wait_for(
+        "/isar_inference/status",
+        lambda m: m.level == DiagnosticStatus.OK,
+        timeout=30,
+        after=len(client.messages("/isar_inference/status")),
+    )
+    assert ok.message == "running"
+
+
+def test_grey_cameras_are_served(ros):
+    """mono8 used to be accepted and never found anything; now it is converted (with a warning once)."""
+    client, camera = ros["client"], ros["camera"]
+    camera.image_override = numpy_to_image(camera.rgb[..., 1].copy(), "mono8")
+    before = status(client)
+    wait_until(
+        lambda: int(status(client)["frames_out"]) > int(before["frames_out"]) + 2, 30, "grey frames answered"
+    )
+    assert status(client)["bad_frames"] == before["bad_frames"]  # no grey frame was refused
+    camera.image_override = None
+    log = ros["inference"].log_path
+    wait_until(
+        lambda: "mono8 (grey) images are converted to RGB" in log.read_text(), 10, "the warning in the log"
+    )
+    assert log.read_text().count("images are converted to RGB") == 1  # once, not per frame
+
+
+def test_teach_input_that_cannot_be_meant_is_refused_with_the_reason(ros):
+    client, camera = ros["client"], ros["camera"]
+    height, width = camera.rgb.shape[:2]
+    image = numpy_to_image(camera.rgb, "rgb8")
+    overhanging = Prompt(
+        has_box=True, box=RegionOfInterest(x_offset=width - 20, y_offset=10, width=60, height=40)
+    )
+    response = client.call(
+        "/isar_teach/teach", TeachObject, TeachObject.Request(name="x", prompts=[overhanging], image=image)
+    )
+    assert not response.success and "reaches outside" in response.message
+    beside = Prompt(has_box=True, box=RegionOfInterest(x_offset=20, y_offset=20, width=40, height=40))
+    beside.points, beside.labels = [Point32(x=200.0, y=200.0)], [1]
+    response = client.call(
+        "/isar_teach/teach", TeachObject, TeachObject.Request(name="x", prompts=[beside], image=image)
+    )
+    assert not response.success and "lies outside the box" in response.message
+    red = teach_red(client, name="armed mug")
+    client.publish("/isar_teach/arm", String(data="id:abc"))
+    client.wait_for(FEEDBACK, lambda m: "is not 'id:<number>'" in m.data, 30)
+    client.publish("/isar_teach/arm", String(data="id:999"))
+    client.wait_for(FEEDBACK, lambda m: m.data.startswith("arm refused: no object with id 999"), 30)
+    client.publish("/isar_teach/click_mode", String(data="box"))
+    client.wait_for(FEEDBACK, lambda m: m.data.startswith("click mode: box"), 30)
+    seen = len(client.messages(FEEDBACK))
+    client.publish("/isar_teach/arm", String(data=f"id:{red.object_id}"))
+    armed = client.wait_for(FEEDBACK, lambda m: m.data.startswith("armed:"), 30, after=seen)
+    assert (
+        "'armed mug'" in armed.data and "(mode positive)" in armed.data
+    )  # every arm starts in the default mode
+    client.call("/isar_teach/cancel", Trigger, Trigger.Request())
+    assert client.call(
+        "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=red.object_id)
+    ).success

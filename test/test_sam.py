@@ -61,3 +61,40 @@ def test_sam_requested_without_a_checkpoint_says_where_to_put_one(tmp_path, monk
     with pytest.raises(WeightsNotFound, match=rf"sam_vit_h_4b8939.pth.*into {tmp_path}"):
         create_mask_predictor("sam")
     assert create_mask_predictor("auto").name == "grabcut"  # auto falls back to GrabCut
+
+
+def test_refine_sam_changes_the_masks_that_inference_publishes():
+    """Regression: refine="sam" was accepted and silently never ran (no caller passed a refiner)."""
+    from test_perception import box_prompt, scene
+
+    from isar_ros.core.inference import InferenceConfig
+    from isar_ros.core.perception import Perception, PerceptionConfig
+
+    torch.manual_seed(0)
+    refiner = SamMaskPredictor(build_sam_model(**TINY))
+    plain = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    refined = Perception(
+        PerceptionConfig(mask_predictor="grabcut", device="cpu", inference=InferenceConfig(refine="sam")),
+        refiner=refiner,
+    )
+    rgb, masks = scene({"red_stripes": (30, 40, 70, 60)}, seed=1)
+    for perception in (plain, refined):
+        perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], name="red")
+    other, _ = scene({"red_stripes": (150, 90, 70, 60)}, seed=2)
+    without = plain.find(plain.encode(other))
+    with_sam = refined.find(refined.encode(other))
+    assert (
+        without.instances and "refinement" in with_sam.timings_ms and "refinement" not in without.timings_ms
+    )
+    assert not np.array_equal(without.labels, with_sam.labels)
+
+
+def test_refine_sam_without_a_checkpoint_says_what_to_supply(tmp_path, monkeypatch):
+    from isar_ros.core.inference import InferenceConfig
+    from isar_ros.core.perception import Perception, PerceptionConfig
+
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    for name in ("ISAR_ROS_SAM_VIT_H", "ISAR_ROS_SAM_VIT_L", "ISAR_ROS_SAM_VIT_B"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(WeightsNotFound, match="no SAM checkpoint"):
+        Perception(PerceptionConfig(device="cpu", inference=InferenceConfig(refine="sam")))

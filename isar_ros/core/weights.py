@@ -26,6 +26,11 @@ from pathlib import Path
 from isar_ros.errors import ConfigurationError, InvalidInput, MissingResource
 
 
+class DownloadFailed(MissingResource):
+    """A checkpoint could not be downloaded (no internet here, or the server refused); says what to do
+    instead."""
+
+
 class WeightsNotFound(MissingResource):
     """A checkpoint was asked for and is not where it may be; the message says where to put it."""
 
@@ -150,7 +155,7 @@ def download(name: str, timeout: float = 15.0) -> Path:
                     sha256.update(chunk)
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             os.unlink(tmp.name)
-            raise ConnectionError(
+            raise DownloadFailed(
                 f"could not download {spec.url} ({error}). This machine cannot reach it; download "
                 f"{spec.filename} "
                 f"elsewhere and copy it into {target.parent} (or set {env_var(name)})."
@@ -167,3 +172,35 @@ def download(name: str, timeout: float = 15.0) -> Path:
     shutil.move(tmp.name, target)
     target.with_name(target.name + ".sha256").write_text(f"{sha256.hexdigest()}  {spec.filename}\n")
     return target
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def verify(name: str) -> tuple[bool, str]:
+    """(ok, what was checked or what is wrong) for checkpoint ``name`` where :func:`find_checkpoint` finds it.
+
+    Checks the size, the MD5 prefix SAM's file names carry, and the SHA-256 written beside a file by
+    :func:`download`; DINOv2 files without one are also loaded strictly by the backbone when used.
+    """
+    spec = _checkpoint(name)
+    path = find_checkpoint(name)
+    size = path.stat().st_size
+    if size < spec.min_bytes:
+        return False, f"{path} is {size} bytes, expected at least {spec.min_bytes} (truncated download?)"
+    md5, sha256 = _digests(path)
+    if spec.md5_prefix and not md5.startswith(spec.md5_prefix):
+        return False, f"{path} has MD5 {md5}, the official file's starts with {spec.md5_prefix}"
+    recorded = path.with_name(path.name + ".sha256")
+    if recorded.is_file() and recorded.read_text().split()[0] != sha256:
+        return False, f"{path} does not match the SHA-256 recorded in {recorded} when it was downloaded"
+    checks = (
+        ["size"] + (["MD5 prefix"] if spec.md5_prefix else []) + (["SHA-256"] if recorded.is_file() else [])
+    )
+    return True, f"{path}: {', '.join(checks)} ok"

@@ -81,7 +81,7 @@ class TeachNode(ManagedNode):
         self.perception: Perception | None = None
         self.unsaved = ""  # why the last save failed; retried on the next change
         self.save_blocked = ""  # the folder holds a memory that could not be loaded: never overwrite it
-        self._subscriptions: list[Any] = []
+        self._camera_subscriptions: list[Any] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -98,7 +98,7 @@ class TeachNode(ManagedNode):
         self.memory_pub = self.create_lifecycle_publisher(InstanceMemory, topics.MEMORY, qos.MEMORY)
         self.mask_pub = self.create_lifecycle_publisher(Image, "~/taught_mask", qos.EVENTS)
         self.feedback_pub = self.create_lifecycle_publisher(String, "~/feedback", qos.EVENTS)
-        self._services = [
+        self._teach_services = [
             self.create_service(TeachObject, "~/teach", self.on_teach),
             self.create_service(ForgetObject, "~/forget", self.on_forget),
             self.create_service(RenameObject, "~/rename", self.on_rename),
@@ -115,7 +115,7 @@ class TeachNode(ManagedNode):
 
     def activate(self) -> None:
         add = self.frames.add
-        self._subscriptions = [
+        self._camera_subscriptions = [
             self.create_subscription(
                 Image, topics.IMAGE, lambda m: add(stamp_of(m.header), "image", m), qos.SENSOR
             ),
@@ -143,16 +143,16 @@ class TeachNode(ManagedNode):
         return result
 
     def deactivate(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._camera_subscriptions = []
 
     def cleanup(self) -> None:
         if self.perception is None:
             return
         if self.autosave and not self.save_blocked:
             self.save_quietly()
-        for service in self._services:
+        for service in self._teach_services:
             self.destroy_service(service)
         for publisher in (self.memory_pub, self.mask_pub, self.feedback_pub):
             self.destroy_lifecycle_publisher(publisher)

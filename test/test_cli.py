@@ -1,0 +1,126 @@
+"""The isar-ros command line: every command a message or a document points to exists; weights management."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isar_ros.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+HINT = re.compile(r"isar-ros ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
+
+
+def subcommands(parser) -> dict:
+    """{command: {subcommand: {}}} of an argparse parser."""
+    found = {}
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, child in action.choices.items():
+                found[name] = subcommands(child)
+    return found
+
+
+def hints() -> list[tuple[str, str, str | None]]:
+    """(file, command, subcommand) of every `isar-ros <command> [<subcommand>]` in the code and the docs."""
+    files = [
+        *ROOT.glob("isar_ros/**/*.py"),
+        *ROOT.glob("sim_bridge/*.py"),
+        *ROOT.glob("scripts/*.py"),
+        *ROOT.glob("docs/*.md"),
+        ROOT / "README.md",
+        *ROOT.glob("config/*.yaml"),
+        *ROOT.glob("launch/*.py"),
+    ]
+    found = []
+    for path in files:
+        for match in HINT.finditer(path.read_text(errors="replace")):
+            found.append((str(path.relative_to(ROOT)), match.group(1), match.group(2)))
+    return found
+
+
+def test_every_command_a_message_or_document_names_exists():
+    known = subcommands(build_parser())
+    assert {"weights", "up", "replay", "demo", "benchmark", "bag", "generate"} <= set(known)
+    found = hints()
+    assert any(command == "weights" for _, command, _ in found), (
+        "the missing-checkpoint hint names isar-ros weights"
+    )
+    wrong = []
+    for path, command, sub in found:
+        if command not in known:
+            wrong.append(f"{path}: isar-ros {command}")
+        elif known[command] and sub is not None and sub not in known[command]:
+            wrong.append(f"{path}: isar-ros {command} {sub}")
+    assert not wrong, "commands that do not exist:\n" + "\n".join(sorted(set(wrong)))
+
+
+def isar_ros(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "isar_ros.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_weights_download_without_internet_fails_fast_with_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "ISAR_ROS_WEIGHTS": str(tmp_path)}
+    result = isar_ros("weights", "download", "sam_vit_b", "--timeout", "3", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could not download" in lines[0] and str(tmp_path) in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())  # nothing half-written is left
+
+
+def test_weights_list_says_where_files_go_and_what_is_found(tmp_path):
+    import os
+
+    (tmp_path / "dinov2_vits14_pretrain.pth").write_bytes(b"x")
+    result = isar_ros("weights", "list", env={**os.environ, "ISAR_ROS_WEIGHTS": str(tmp_path)})
+    assert result.returncode == 0
+    assert f"weights folder: {tmp_path}" in result.stdout
+    assert re.search(r"dinov2_vits14 +dinov2_vits14_pretrain.pth +found: ", result.stdout)
+    assert re.search(r"sam_vit_b +sam_vit_b_01ec64.pth +missing", result.stdout)
+
+
+def test_weights_verify_finds_a_corrupt_file(tmp_path, monkeypatch):
+    import hashlib
+
+    from isar_ros.core import weights
+
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    good = b"official bytes" * 100
+    prefix = hashlib.md5(good).hexdigest()[:6]
+    monkeypatch.setitem(
+        weights.CHECKPOINTS, "tiny", weights.Checkpoint("tiny", "tiny.pth", "http://x", prefix, 100)
+    )
+    (tmp_path / "tiny.pth").write_bytes(good)
+    assert weights.verify("tiny") == (True, f"{tmp_path / 'tiny.pth'}: size, MD5 prefix ok")
+    (tmp_path / "tiny.pth").write_bytes(good[:-1] + b"?")
+    ok, detail = weights.verify("tiny")
+    assert not ok and f"the official file's starts with {prefix}" in detail
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["benchmark", "--data", "/nonexistent/isar", "--method", "empty", "--out", "/tmp/x"],
+            "/nonexistent/isar",
+        ),
+        (["benchmark", "--data", "{tiny}", "--method", "nope", "--out", "/tmp/x"], "unknown method 'nope'"),
+        (
+            ["benchmark", "--data", "{tiny}", "--option", "presence_offset=abc", "--out", "/tmp/x"],
+            "presence_offset: expected float",
+        ),
+        (["up", "-p", "presense_offset:=0.4"], "known: "),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, message, tiny_dataset):
+    result = isar_ros(*[a.replace("{tiny}", str(tiny_dataset)) for a in argv])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
