@@ -7,6 +7,8 @@ isar-ros generate  --out DIR [--tasks N --seed S ...]   synthetic ISAR-format da
 isar-ros benchmark --data DIR --method NAME --out DIR    score a method the way ISAR does
 isar-ros bag export|export-all|record ...                ISAR scenes as rosbag2 files; outputs recorded
 isar-ros weights list|download NAME|verify               DINOv2 and SAM checkpoints
+isar-ros import davis|perseg|bop|generic SRC --out DIR   real data sets into the ISAR layout
+isar-ros evaluate config/eval/dev.yaml [--compare OLD]   a method over many data sets (dev / test protocol)
 """
 
 from __future__ import annotations
@@ -494,6 +496,123 @@ def cmd_bag(args) -> int:
     return 0
 
 
+def add_import(sub) -> None:
+    parser = sub.add_parser(
+        "import", help="real data sets with instance masks -> the ISAR layout (davis, perseg, bop, generic)"
+    )
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    for kind, what in (
+        ("davis", "DAVIS 2016 / 2017 (JPEGImages/480p, Annotations/480p)"),
+        ("perseg", "PerSeg-style <object>_NN.jpg + .png photographs"),
+        ("bop", "BOP scenes (scene_gt.json, scene_camera.json, rgb/, depth/, mask_visib/)"),
+        ("generic", "frames/ + masks/ (instance-id PNGs), or folders of them"),
+    ):
+        one = kinds.add_parser(kind, help=what)
+        one.add_argument("source", type=Path)
+        one.add_argument(
+            "--out", type=Path, required=True, help="dataset folder to write (tasks are added or replaced)"
+        )
+        one.add_argument(
+            "--train-frames", type=int, default=20, help="videos: frames of the train scene (default 20)"
+        )
+        one.add_argument("--test-stride", type=int, default=1, help="videos: test every k-th remaining frame")
+        one.add_argument(
+            "--absent", type=int, default=1, help="other videos/objects added as absent-object test scenes"
+        )
+        one.add_argument("--absent-frames", type=int, default=30, help="frames of each absent-object scene")
+        one.add_argument(
+            "--max-side",
+            type=int,
+            default=640 if kind == "perseg" else 0,
+            help="resize so that the longer image side is at most this (0: keep)",
+        )
+        one.add_argument("--seed", type=int, default=0, help="the prompts' random pixels")
+        if kind == "davis":
+            one.add_argument("--sequences", nargs="*", help="only these sequences")
+        if kind == "bop":
+            one.add_argument("--train-scenes", nargs="*", help="scenes to teach from (default: the first)")
+            one.add_argument("--frame-stride", type=int, default=10)
+            one.add_argument("--max-frames", type=int, default=60, help="per scene (0: all)")
+
+
+def cmd_import(args) -> int:
+    from isar_ros.isar import importers
+
+    options = importers.ImportOptions(
+        train_frames=args.train_frames,
+        test_stride=args.test_stride,
+        absent=args.absent,
+        absent_frames=args.absent_frames,
+        max_side=args.max_side,
+        seed=args.seed,
+        frame_stride=getattr(args, "frame_stride", 1),
+        max_frames=getattr(args, "max_frames", 0),
+    )
+    if not args.source.exists():
+        raise MissingResource(f"{args.source} does not exist")
+    if args.kind == "davis":
+        summaries = importers.import_videos(
+            importers.davis_videos(args.source, args.sequences), args.out, options
+        )
+    elif args.kind == "generic":
+        summaries = importers.import_videos(importers.generic_videos(args.source), args.out, options)
+    elif args.kind == "perseg":
+        summaries = importers.import_perseg(args.source, args.out, options)
+    else:
+        summaries = importers.import_bop(args.source, args.out, options, args.train_scenes)
+    for s in summaries:
+        print(
+            f"{s['task']}: {len(s['objects'])} object(s), {s['train']} train + {s['test']} test scenes, "
+            f"{s['frames']} frames"
+        )
+    print(f"imported {len(summaries)} task(s) into {args.out}")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    parser = sub.add_parser(
+        "evaluate", help="one method configuration over many data sets (config/eval/dev.yaml, test.yaml)"
+    )
+    parser.add_argument("suite", type=Path, help="suite file, e.g. config/eval/dev.yaml")
+    parser.add_argument(
+        "--out", type=Path, help="report folder (default out/eval/<suite name>); resumes from it"
+    )
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="method option, over the suite's"
+    )
+    parser.add_argument("--only", nargs="*", help="only these data sets or groups")
+    parser.add_argument(
+        "--compare", type=Path, metavar="OLD.json", help="print the deltas to an earlier report.json"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="score every data set again (cached data is kept)"
+    )
+    parser.add_argument("--quiet", action="store_true")
+
+
+def _generate_dataset(settings: dict, folder: Path) -> None:
+    from sim_bridge.generator import GeneratorConfig, generate
+
+    generate(GeneratorConfig(**settings), folder, progress=False)
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from isar_ros.isar.evaluation import compare, evaluate, load_suite
+    from sim_bridge.generator import GeneratorConfig
+
+    suite = load_suite(args.suite, {f.name for f in fields(GeneratorConfig)})
+    suite.options.update(_parse_options(args.option))
+    out = args.out or workspace_dir() / "out" / "eval" / suite.name
+    report = evaluate(suite, out, _generate_dataset, args.only, args.fresh, progress=not args.quiet)
+    print((out / "report.md").read_text())
+    if args.compare:
+        print(compare(report, json.loads(args.compare.read_text())))
+    print(f"reports: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}")
+    return 0
+
+
 def add_weights(sub) -> None:
     parser = sub.add_parser(
         "weights", help="model checkpoints: list, download, verify (where they go: isar-ros weights list)"
@@ -556,7 +675,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="isar-ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_generate, add_benchmark, add_demo, add_up, add_replay, add_bag, add_weights):
+    for add in (
+        add_generate,
+        add_benchmark,
+        add_demo,
+        add_up,
+        add_replay,
+        add_bag,
+        add_weights,
+        add_import,
+        add_evaluate,
+    ):
         add(sub)
     return parser
 
@@ -572,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
         "replay": cmd_replay,
         "bag": cmd_bag,
         "weights": cmd_weights,
+        "import": cmd_import,
+        "evaluate": cmd_evaluate,
     }
     try:
         return handlers[args.command](args)

@@ -29,6 +29,7 @@ from isar_ros.core.geometry import PinholeCamera
 from isar_ros.errors import ConfigurationError
 from isar_ros.isar.layout import (
     ATTRIBUTES_FILE,
+    CAMERA_FILE,
     CAMERA_POSES,
     COLOR_DIRS,
     COLOR_MAP,
@@ -199,8 +200,23 @@ class Scene:
 
     @property
     def intrinsics(self) -> PinholeCamera:
-        """The ISAR camera (90 degree horizontal field of view) for this scene's image size."""
-        return isar_camera(*self.image_size)
+        """The scene's camera: ``camera.json`` where an importer wrote one, else the ISAR camera (90 degree
+        horizontal field of view) for the image size."""
+        path = self.path / CAMERA_FILE
+        if not path.is_file():
+            return isar_camera(*self.image_size)
+        raw = read_json(path)
+        try:
+            return PinholeCamera(
+                float(raw["fx"]),
+                float(raw["fy"]),
+                float(raw["cx"]),
+                float(raw["cy"]),
+                int(raw["width"]),
+                int(raw["height"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise IsarFormatError(f"{path}: needs fx, fy, cx, cy, width, height ({error!r})") from error
 
     @cached_property
     def color_map(self) -> dict[int, tuple[int, int, int]]:

@@ -12,6 +12,7 @@ generator and the importers all use it::
         camera_poses.json                         frame -> position + orientation (w, x, y, z), OpenGL axes
         color_map.json  attributes.json           id -> BGR colour; scene attributes
         prompts_single.json  prompts_multi.json   train scenes: prompts per frame and object
+        camera.json                               optional (our extension): real intrinsics of imported data
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ CAMERA_POSES = "camera_poses.json"
 COLOR_MAP = "color_map.json"
 ATTRIBUTES_FILE = "attributes.json"
 PROMPT_FILES = {"single_shot": "prompts_single.json", "multi_shot": "prompts_multi.json"}
+CAMERA_FILE = (
+    "camera.json"  # our extension: the real intrinsics of imported scenes (fx, fy, cx, cy, width, height)
+)
 FRAME_SUFFIX, DEPTH_SUFFIX, GROUND_TRUTH_SUFFIXES = ".jpg", ".png", (".npy", ".png")
 MM_PER_M = 1000.0  # depth PNGs hold millimetres
 
