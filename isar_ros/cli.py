@@ -274,7 +274,7 @@ def _node_specs(args, memory_dir: Path | None) -> list:
         NodeSpec(
             "inference_node",
             parameters["inference_node"],
-            {topics.IMAGE: args.image, topics.CAMERA_INFO: camera[topics.CAMERA_INFO]},
+            {k: v for k, v in camera.items() if k != topics.PIXEL_CLICKS},
             args.params_file,
             args.namespace,
         ),

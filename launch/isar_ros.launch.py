@@ -63,7 +63,7 @@ def generate_launch_description():
                 name="isar_inference",
                 namespace=LaunchConfiguration("namespace"),
                 parameters=[params, common],
-                remappings=[("image", image), ("camera_info", LaunchConfiguration("camera_info"))],
+                remappings=camera_remaps[:4],  # image, camera_info, depth, camera_pose
                 output="screen",
             ),
         ]

@@ -70,7 +70,7 @@ def generate_launch_description():
                 name="isar_inference",
                 namespace=namespace,
                 parameters=[params, common],
-                remappings=[("image", "/camera/image_raw"), ("camera_info", "/camera/camera_info")],
+                remappings=camera_remaps,
                 output="screen",
             ),
         ]

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Python import -> rosdep key of the package that provides it.
 ROSDEP = {
     "numpy": "python3-numpy",
+    "PIL": "python3-pil",
     "cv2": "python3-opencv",
     "scipy": "python3-scipy",
     "sklearn": "python3-sklearn",

@@ -19,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from test_perception import scene
+from visualization_msgs.msg import Marker, MarkerArray
 
 from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros.ros.launcher import Graph, NodeSpec
@@ -90,6 +91,7 @@ def ros(tmp_path_factory):
     client.listen("/isar_inference/overlay", Image)
     client.listen("/isar_inference/camera_info", CameraInfo)
     client.listen("/diagnostics", DiagnosticArray)
+    client.listen("/isar_inference/markers", MarkerArray)
     camera = Camera(client)
     memory_dir = tmp_path_factory.mktemp("memory")
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
@@ -472,4 +474,43 @@ def test_teach_input_that_cannot_be_meant_is_refused_with_the_reason(ros):
     client.call("/isar_teach/cancel", Trigger, Trigger.Request())
     assert client.call(
         "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=red.object_id)
+    ).success
+
+
+# ---- 3-D (issue 16) ------------------------------------------------------------------------------------
+def test_depth_camera_info_and_pose_with_the_image_give_each_instance_its_3d_position(ros):
+    """The camera sends depth (a plane 2 m away), camera_info (fx = fy = 160, principal point (160, 120)) and
+    an identity pose in `world`, all with the image's stamp: the red object, taught at pixels x 30-99,
+    y 40-99, lies at about x = (65 - 160) * 2 / 160, y = (70 - 120) * 2 / 160, z = 2 m."""
+    client, camera = ros["client"], ros["camera"]
+    taught = teach_red(client, name="located mug")
+    assert taught.success, taught.message
+    camera.rgb, _ = scene({"red_stripes": RED}, seed=5)  # the object in view where it was taught
+
+    def located(m):
+        return any(i.object_id == taught.object_id and i.camera.valid and i.world.valid for i in m.instances)
+
+    msg = instances_with(client, located)
+    instance = next(i for i in msg.instances if i.object_id == taught.object_id)
+    c, w = instance.camera, instance.world
+    assert c.frame_id == "camera_optical" and w.frame_id == "world"
+    assert abs(c.centroid.z - 2.0) < 0.01 and abs(c.extent.z) < 0.01  # a flat plane
+    assert abs(c.centroid.x - (65 - 160) * 2 / 160) < 0.15 and abs(c.centroid.y - (70 - 120) * 2 / 160) < 0.15
+    assert 0.5 < c.extent.x < 1.0 and c.depth_pixels > 1000  # about 70 px x 2 m / 160 px
+    assert (w.centroid.x, w.centroid.y, w.centroid.z) == pytest.approx(
+        (c.centroid.x, c.centroid.y, c.centroid.z)
+    )
+    array = client.wait_for(
+        "/isar_inference/markers", lambda m: any(k.id == 2 * taught.object_id for k in m.markers), timeout=30
+    )
+    assert array.markers[0].action == Marker.DELETEALL
+    box = next(k for k in array.markers if k.id == 2 * taught.object_id)
+    label = next(k for k in array.markers if k.id == 2 * taught.object_id + 1)
+    assert (
+        box.type == Marker.CUBE and box.header.frame_id == "world" and abs(box.pose.position.z - 2.0) < 0.01
+    )
+    assert label.type == Marker.TEXT_VIEW_FACING and label.text.startswith("located mug")
+    assert float(status(client)["locate_ms_p50"]) >= 0.0
+    assert client.call(
+        "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=taught.object_id)
     ).success

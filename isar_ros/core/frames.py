@@ -74,6 +74,12 @@ class FrameBuffer:
                     return frame
         raise FrameNotFound("no camera frame received yet; is the camera publishing on the image topic?")
 
+    def parts(self, stamp: Stamp) -> dict[str, Any]:
+        """The parts received so far for exactly this stamp (empty when none)."""
+        with self._lock:
+            frame = self._frames.get(stamp)
+            return dict(frame.parts) if frame is not None else {}
+
     def clear(self) -> None:
         with self._lock:
             self._frames.clear()

@@ -51,6 +51,15 @@ class PinholeCamera:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
 
+@dataclass(frozen=True)
+class Location:
+    """An instance's visible surface in one frame: centroid and extent in metres, pixels used."""
+
+    centroid: np.ndarray  # (3,) metres
+    extent: np.ndarray  # (3,) metres, along the frame's x, y, z
+    depth_pixels: int
+
+
 def quaternion_xyzw_to_matrix(quaternion_xyzw: Sequence[float] | np.ndarray) -> np.ndarray:
     """3x3 rotation of a quaternion in ROS order (x, y, z, w); normalised first."""
     q = np.asarray(quaternion_xyzw, float)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from isar_ros.core.backbones.base import FeatureGrid
+from isar_ros.core.geometry import Location
 from isar_ros.core.memory_snapshot import MemorySnapshot
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt
 from isar_ros.core.regions import components_near_largest
@@ -105,6 +106,8 @@ class Instance:
     score: float  # presence confidence in [0, 1]
     box_xywh: tuple[int, int, int, int]  # x_offset, y_offset, width, height, pixels
     area: int
+    camera_location: Location | None = None  # 3-D, camera optical frame (core.locate; needs depth)
+    world_location: Location | None = None  # 3-D, world frame (needs the camera pose too)
 
 
 @dataclass

@@ -6,14 +6,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point32
-from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, ObjectInfo
+from geometry_msgs.msg import Point, Point32, Vector3
+from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, Location3D, ObjectInfo
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
 
+from isar_ros.core.geometry import Location
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.msgio.image_codec import numpy_to_image
+
+MARKER_NAMESPACE = "isar_objects"
 
 if TYPE_CHECKING:  # keeps torch out of processes that only convert prompts (the sim bridge)
     from isar_ros.core.inference import Segmentation
@@ -49,7 +54,24 @@ def prompt_to_msg(prompt: Prompt, header) -> PromptMsg:
     return msg
 
 
-def segmentation_to_msg(segmentation: Segmentation, header) -> InstanceSegmentation:
+def location_to_msg(location: Location | None, frame_id: str) -> Location3D:
+    if location is None:
+        return Location3D(valid=False, frame_id=frame_id)
+    x, y, z = (float(v) for v in location.centroid)
+    dx, dy, dz = (float(v) for v in location.extent)
+    return Location3D(
+        valid=True,
+        frame_id=frame_id,
+        centroid=Point(x=x, y=y, z=z),
+        extent=Vector3(x=dx, y=dy, z=dz),
+        depth_pixels=int(location.depth_pixels),
+    )
+
+
+def segmentation_to_msg(
+    segmentation: Segmentation, header: Header, world_frame: str = ""
+) -> InstanceSegmentation:
+    """The message of one frame's segmentation; 3-D locations in ``header.frame_id`` and ``world_frame``."""
     msg = InstanceSegmentation(header=header, memory_version=int(segmentation.memory_version))
     msg.label_image = numpy_to_image(segmentation.labels, "mono16", header=header)
     for i in segmentation.instances:
@@ -61,6 +83,8 @@ def segmentation_to_msg(segmentation: Segmentation, header) -> InstanceSegmentat
                 score=float(i.score),
                 box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
                 area=i.area,
+                camera=location_to_msg(i.camera_location, header.frame_id),
+                world=location_to_msg(i.world_location, world_frame),
             )
         )
     return msg
@@ -135,3 +159,40 @@ def object_summaries(snapshot: MemorySnapshot) -> list[ObjectInfo]:
         ObjectInfo(object_id=int(o.object_id), name=o.name, num_exemplars=int(o.num_exemplars))
         for o in snapshot.objects
     ]
+
+
+def markers(segmentation: InstanceSegmentation, frame_id: str, stamp: Time) -> MarkerArray:
+    """RViz markers of the located instances in ``frame_id`` (world where a pose came, else the camera):
+    a translucent box and a name label each; the array starts with DELETEALL, so objects no longer seen go."""
+    from isar_ros.core.visualize import object_color
+
+    array = MarkerArray(markers=[Marker(action=Marker.DELETEALL, ns=MARKER_NAMESPACE)])
+    world = frame_id != segmentation.header.frame_id
+    for instance in segmentation.instances:
+        location = instance.world if world else instance.camera
+        if not location.valid:
+            continue
+        r, g, b = (c / 255.0 for c in object_color(instance.object_id))
+        header = Header(stamp=stamp, frame_id=location.frame_id)
+        box = Marker(
+            header=header, ns=MARKER_NAMESPACE, id=2 * instance.object_id, type=Marker.CUBE, action=Marker.ADD
+        )
+        box.pose.position = location.centroid
+        box.pose.orientation.w = 1.0
+        e = location.extent
+        box.scale = Vector3(x=max(e.x, 0.01), y=max(e.y, 0.01), z=max(e.z, 0.01))
+        box.color = ColorRGBA(r=r, g=g, b=b, a=0.4)
+        label = Marker(
+            header=header,
+            ns=MARKER_NAMESPACE,
+            id=2 * instance.object_id + 1,
+            type=Marker.TEXT_VIEW_FACING,
+            action=Marker.ADD,
+            text=f"{instance.name} {instance.score:.2f}",
+        )
+        label.pose.position = Point(x=location.centroid.x, y=location.centroid.y, z=location.centroid.z)
+        label.pose.orientation.w = 1.0
+        label.scale.z = 0.08
+        label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        array.markers += [box, label]
+    return array

@@ -21,12 +21,17 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from isar_ros.core.backbones.factory import create_backbone
-from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
+from isar_ros.core.frames import FrameBuffer, stamp_of
+from isar_ros.core.geometry import PinholeCamera, pose_matrix
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
+from isar_ros.core.locate import locate_instances
 from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory_snapshot import MemoryFormatError
 from isar_ros.core.perception import PerceptionConfig
@@ -34,14 +39,15 @@ from isar_ros.core.stats import LatencyMeter, RateMeter
 from isar_ros.core.visualize import overlay
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
-from isar_ros.msgio.image_codec import camera_rgb, numpy_to_image
+from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
-from isar_ros.ros.conversions import msg_to_snapshot, segmentation_to_msg
+from isar_ros.ros.conversions import markers, msg_to_snapshot, segmentation_to_msg
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
 
 WINDOW_S = 5.0  # status is judged on this many recent seconds
+FRAMES_KEPT = 10  # stamps of depth / camera_info / pose kept for pairing with images
 
 
 @dataclass
@@ -105,13 +111,15 @@ class InferenceNode(ManagedNode):
         self.last_problem = ""
         self.memory_received = False
         self.started = time.monotonic()
-        self._camera_info: CameraInfo | None = None
+        self.frames = FrameBuffer(FRAMES_KEPT)  # depth, camera_info and pose by stamp, paired with images
+        self.last_info: CameraInfo | None = None
         self.input_rate, self.output_rate, self.bad_rate = (
             RateMeter(WINDOW_S),
             RateMeter(WINDOW_S),
             RateMeter(WINDOW_S),
         )
         self.latency = LatencyMeter(window_s=WINDOW_S)
+        self.locate_ms = LatencyMeter(window_s=WINDOW_S)
         self.instances_pub = self.create_lifecycle_publisher(
             InstanceSegmentation, topics.INSTANCES, qos.OUTPUTS
         )
@@ -122,9 +130,17 @@ class InferenceNode(ManagedNode):
         self.diagnostics_pub = self.create_lifecycle_publisher(
             DiagnosticArray, topics.DIAGNOSTICS, qos.OUTPUTS
         )
+        self.markers_pub = self.create_lifecycle_publisher(MarkerArray, topics.MARKERS, qos.OUTPUTS)
+        add = self.frames.add
         self._configured_subscriptions = [
             self.create_subscription(InstanceMemory, topics.MEMORY, self.on_memory, qos.MEMORY),
             self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.on_camera_info, qos.SENSOR),
+            self.create_subscription(
+                Image, topics.DEPTH, lambda m: add(stamp_of(m.header), "depth", m), qos.SENSOR
+            ),
+            self.create_subscription(
+                PoseStamped, topics.CAMERA_POSE, lambda m: add(stamp_of(m.header), "pose", m), qos.SENSOR
+            ),
         ]
         self._reset_service = self.create_service(Trigger, "~/reset", self.on_reset)
         self.status_timer = self.create_timer(values["status_period_s"], self.publish_status)
@@ -158,6 +174,7 @@ class InferenceNode(ManagedNode):
             self.info_pub,
             self.status_pub,
             self.diagnostics_pub,
+            self.markers_pub,
         ):
             self.destroy_lifecycle_publisher(publisher)
 
@@ -181,7 +198,8 @@ class InferenceNode(ManagedNode):
             self._wake.notify()
 
     def on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self.last_info = msg
+        self.frames.add(stamp_of(msg.header), "camera_info", msg)
 
     def on_memory(self, msg: InstanceMemory) -> None:
         try:
@@ -235,7 +253,8 @@ class InferenceNode(ManagedNode):
         if note:
             self.get_logger().warning(note, once=True)
         segmentation = self.finder.find(self.backbone.extract(rgb), rgb)
-        instances = segmentation_to_msg(segmentation, msg.header)
+        world_frame = self._locate(segmentation, msg)
+        instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
         self.instances_pub.publish(instances)
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
         if self.params.values["publish_overlay"]:
@@ -243,7 +262,9 @@ class InferenceNode(ManagedNode):
             self.overlay_pub.publish(
                 numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header)
             )
-        info = self._camera_info
+        if world_frame is not None and segmentation.instances:
+            self.markers_pub.publish(markers(instances, world_frame or msg.header.frame_id, msg.header.stamp))
+        info = self.frames.parts(stamp_of(msg.header)).get("camera_info") or self.last_info
         if info is not None and (info.width, info.height) == (msg.width, msg.height):
             info = CameraInfo(
                 header=msg.header,
@@ -261,6 +282,23 @@ class InferenceNode(ManagedNode):
             self.info_pub.publish(info)
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
+
+    def _locate(self, segmentation: Segmentation, image: Image) -> str | None:
+        """3-D locations of the instances when depth and camera_info with the image's stamp arrived (and the
+        pose, for the world frame). Returns the world frame ("" without a pose), or None without depth."""
+        parts = self.frames.parts(stamp_of(image.header))
+        depth, info, pose = parts.get("depth"), parts.get("camera_info"), parts.get("pose")
+        if depth is None or info is None:
+            return None
+        start = time.perf_counter()
+        T_world_camera = None
+        if pose is not None:
+            p, q = pose.pose.position, pose.pose.orientation
+            T_world_camera = pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+        camera = PinholeCamera.from_k(info.k, info.width, info.height)
+        locate_instances(segmentation, depth_to_metres(depth), camera, T_world_camera)
+        self.locate_ms.add((time.perf_counter() - start) * 1000)
+        return pose.header.frame_id if pose is not None else ""
 
     def _stop_worker(self) -> None:
         self._running = False
@@ -322,6 +360,7 @@ class InferenceNode(ManagedNode):
             "objects": str(len(self._pending_model or self.finder.model)),
             "device": str(self.backbone.device),
             "backbone": self.backbone.backbone_id,
+            "locate_ms_p50": f"{self.locate_ms.percentiles(50)[0]:.1f}",
         }
         status = DiagnosticStatus(
             level=level,
