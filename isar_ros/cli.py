@@ -9,6 +9,8 @@ isar-ros bag export|export-all|record ...                ISAR scenes as rosbag2 
 isar-ros weights list|download NAME|verify               DINOv2 and SAM checkpoints
 isar-ros import davis|perseg|bop|generic SRC --out DIR   real data sets into the ISAR layout
 isar-ros evaluate config/eval/dev.yaml [--compare OLD]   a method over many data sets (dev / test protocol)
+isar-ros objects list|rename|forget|export|import         taught objects, on a running teach node or a folder
+isar-ros teach IMAGE --box X0 Y0 X1 Y1 --name NAME        teach from an image file, for scripts
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+import numpy as np
 
 from isar_ros.errors import ConfigurationError, MissingResource, UserError
 from isar_ros.msgio.timing import REPLAY_START_S
@@ -613,6 +617,236 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def add_objects(sub) -> None:
+    parser = sub.add_parser(
+        "objects",
+        help="taught objects: list, rename, forget, export, import (a running teach node or a folder)",
+    )
+    parser.add_argument(
+        "--memory-dir", type=Path, help="work on this memory folder instead of a running teach node"
+    )
+    parser.add_argument("--node", default="/isar_teach", help="the teach node to ask (default /isar_teach)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the teach node")
+    objects = parser.add_subparsers(dest="objects_command", required=True)
+    objects.add_parser("list", help="id, name and number of taught views of every object")
+    rename = objects.add_parser("rename", help="give an object (id or name) a new name")
+    rename.add_argument("object")
+    rename.add_argument("new_name")
+    forget = objects.add_parser("forget", help="forget an object (id or name); ids are never reused")
+    forget.add_argument("object")
+    export = objects.add_parser(
+        "export", help="the whole memory as one archive file (to load it on another robot)"
+    )
+    export.add_argument("file", type=Path)
+    load = objects.add_parser(
+        "import", help="replace the memory by an archive of `isar-ros objects export` (checked)"
+    )
+    load.add_argument("file", type=Path)
+
+
+def add_teach(sub) -> None:
+    parser = sub.add_parser(
+        "teach", help="teach an object from an image file and a box (and clicks), for scripts"
+    )
+    parser.add_argument("image", type=Path)
+    parser.add_argument(
+        "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="inclusive pixel box"
+    )
+    parser.add_argument(
+        "--point",
+        type=float,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("X", "Y"),
+        help="a click on the object (repeatable)",
+    )
+    parser.add_argument(
+        "--name", required=True, help="the object's name (an existing name gets one more view)"
+    )
+    parser.add_argument(
+        "--memory-dir", type=Path, help="teach into this memory folder instead of a running teach node"
+    )
+    parser.add_argument("--node", default="/isar_teach")
+    parser.add_argument("--timeout", type=float, default=60.0)
+
+
+class _TeachNodeClient:
+    """`isar-ros objects` / `teach` against a running teach node (its services)."""
+
+    def __init__(self, node: str, timeout: float):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from isar_ros.ros.environment import ros_environment
+
+        os.environ.update(ros_environment())
+        rclpy.init()
+        self.rclpy, self.prefix, self.timeout = rclpy, node.rstrip("/"), timeout
+        self.node = rclpy.create_node("isar_ros_cli")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def call(self, name: str, srv_type, request):
+        from isar_ros.ros import services
+
+        client = self.node.create_client(srv_type, f"{self.prefix}/{name}")
+        if not services.wait_until_ready(client, self.timeout):
+            raise MissingResource(
+                f"no teach node answers at {self.prefix}/{name} within {self.timeout:g} s; start one "
+                "(isar-ros up) or pass --memory-dir to work on a memory folder"
+            )
+        try:
+            return services.call(client, request, self.timeout)
+        except TimeoutError as error:
+            raise MissingResource(f"{error}; is the teach node busy or stopped?") from None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.try_shutdown()
+
+
+def _object_id(reference: str, objects) -> int:
+    """An id given as a number, or the id of the object with that name."""
+    if reference.isdigit():
+        return int(reference)
+    matches = [o.object_id for o in objects if o.name == reference]
+    if len(matches) != 1:
+        raise ConfigurationError(
+            f"{'no' if not matches else 'several'} objects named {reference!r}; "
+            "isar-ros objects list shows ids and names"
+        )
+    return matches[0]
+
+
+def cmd_objects(args) -> int:
+    if args.memory_dir is not None:
+        return _objects_in_folder(args)
+    import tempfile
+
+    from isar_ros_msgs.srv import ForgetObject, ListObjects, LoadMemory, RenameObject, SaveMemory
+
+    from isar_ros.core.memory_store import export_archive, import_archive
+
+    client = _TeachNodeClient(args.node, args.timeout)
+    try:
+        listed = client.call("list", ListObjects, ListObjects.Request())
+        command = args.objects_command
+        if command == "list":
+            print(
+                f"memory version {listed.memory_version}, backbone {listed.backbone_id}, "
+                f"{len(listed.objects)} objects"
+            )
+            for o in listed.objects:
+                print(f"  {o.object_id:>5}  {o.name}  ({o.num_exemplars} views)")
+            return 0
+        if command in ("rename", "forget"):
+            object_id = _object_id(args.object, listed.objects)
+            if command == "rename":
+                answer = client.call(
+                    "rename", RenameObject, RenameObject.Request(object_id=object_id, new_name=args.new_name)
+                )
+            else:
+                answer = client.call("forget", ForgetObject, ForgetObject.Request(object_id=object_id))
+            print(answer.message)
+            return 0 if answer.success else 1
+        with tempfile.TemporaryDirectory(prefix="isar_ros_objects_") as tmp:
+            if command == "export":
+                answer = client.call("save", SaveMemory, SaveMemory.Request(directory=tmp))
+                if not answer.success:
+                    print(answer.message, file=sys.stderr)
+                    return 1
+                print(f"exported {len(listed.objects)} objects to {export_archive(tmp, args.file)}")
+                return 0
+            from isar_ros.core.memory_store import save_memory
+
+            save_memory(import_archive(args.file), tmp)  # checked before the node sees it
+            answer = client.call("load", LoadMemory, LoadMemory.Request(directory=tmp))
+            print(answer.message)
+            return 0 if answer.success else 1
+    finally:
+        client.close()
+
+
+def _objects_in_folder(args) -> int:
+    from isar_ros.core.memory_store import export_archive, import_archive, load_memory, save_memory
+
+    command, folder = args.objects_command, args.memory_dir
+    if command == "import":
+        memory = import_archive(args.file)
+        save_memory(memory, folder)
+        print(f"imported {len(memory.objects)} objects into {folder}")
+        return 0
+    if command == "export":
+        print(f"exported {folder} to {export_archive(folder, args.file)}")
+        return 0
+    memory = load_memory(folder)
+    snapshot = memory.snapshot()
+    if command == "list":
+        print(
+            f"memory version {memory.version}, backbone {memory.backbone_id}, {len(snapshot.objects)} objects"
+        )
+        for o in snapshot.objects:
+            print(f"  {o.object_id:>5}  {o.name}  ({o.num_exemplars} views)")
+        return 0
+    object_id = _object_id(args.object, snapshot.objects)
+    if command == "rename":
+        memory.rename(object_id, args.new_name)
+        print(f"object {object_id} is now {args.new_name!r}")
+    else:
+        memory.forget(object_id)
+        print(f"forgot object {object_id}")
+    save_memory(memory, folder)
+    return 0
+
+
+def cmd_teach(args) -> int:
+    import cv2
+
+    from isar_ros.core.prompt_mask import POSITIVE, Prompt
+
+    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MissingResource(f"{args.image}: not an image file OpenCV can read")
+    rgb = bgr[..., ::-1].copy()
+    points = [(x, y) for x, y in args.point]
+    prompt = Prompt(
+        np.array(points, np.float32).reshape(-1, 2),
+        np.full(len(points), POSITIVE, np.int32),
+        None if args.box is None else np.array(args.box, np.float32),
+    )
+    prompt.validate(rgb.shape[1], rgb.shape[0])
+    if args.memory_dir is not None:
+        from isar_ros.core.memory_store import load_memory
+        from isar_ros.core.perception import Perception, PerceptionConfig
+
+        perception = Perception(PerceptionConfig())
+        if (args.memory_dir / "manifest.json").is_file():
+            perception.memory = load_memory(args.memory_dir, perception.backbone.backbone_id)
+        result = perception.teach([(perception.encode(rgb), [prompt])], name=args.name)
+        perception.save(args.memory_dir)
+        print(f"taught object {result.object_id} ({args.name}) into {args.memory_dir}")
+        return 0
+    from isar_ros_msgs.srv import TeachObject
+
+    from isar_ros.msgio.image_codec import numpy_to_image
+    from isar_ros.ros.conversions import prompt_to_msg
+
+    client = _TeachNodeClient(args.node, args.timeout)
+    try:
+        request = TeachObject.Request(name=args.name, image=numpy_to_image(rgb, "rgb8"))
+        request.prompts = [prompt_to_msg(prompt, request.image.header)]
+        answer = client.call("teach", TeachObject, request)
+        print(answer.message)
+        return 0 if answer.success else 1
+    finally:
+        client.close()
+
+
 def add_weights(sub) -> None:
     parser = sub.add_parser(
         "weights", help="model checkpoints: list, download, verify (where they go: isar-ros weights list)"
@@ -685,6 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_weights,
         add_import,
         add_evaluate,
+        add_objects,
+        add_teach,
     ):
         add(sub)
     return parser
@@ -703,6 +939,8 @@ def main(argv: list[str] | None = None) -> int:
         "weights": cmd_weights,
         "import": cmd_import,
         "evaluate": cmd_evaluate,
+        "objects": cmd_objects,
+        "teach": cmd_teach,
     }
     try:
         return handlers[args.command](args)

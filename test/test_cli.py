@@ -124,3 +124,113 @@ def test_user_errors_are_one_line_with_exit_code_2(argv, message, tiny_dataset):
     result = isar_ros(*[a.replace("{tiny}", str(tiny_dataset)) for a in argv])
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _image(tmp_path):
+    import cv2
+    from test_perception import scene
+
+    rgb, masks = scene({"red_stripes": (30, 40, 70, 60), "blue_dots": (180, 120, 80, 70)})
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), rgb[..., ::-1])
+    return path, rgb
+
+
+def test_teach_and_objects_on_folders_and_export_import_give_identical_predictions(tmp_path):
+    import numpy as np
+
+    from isar_ros.core.memory_store import load_memory
+    from isar_ros.core.perception import Perception, PerceptionConfig
+
+    image, rgb = _image(tmp_path)
+    robot_a, robot_b = tmp_path / "robot_a", tmp_path / "robot_b"
+    for box, name in (("30 40 99 99", "red mug"), ("180 120 259 189", "blue box")):
+        taught = isar_ros(
+            "teach", str(image), "--box", *box.split(), "--name", name, "--memory-dir", str(robot_a)
+        )
+        assert taught.returncode == 0 and f"({name}) into {robot_a}" in taught.stdout, taught.stderr
+    listed = isar_ros("objects", "--memory-dir", str(robot_a), "list")
+    assert "2 objects" in listed.stdout and "red mug  (1 views)" in listed.stdout
+    assert (
+        isar_ros("objects", "--memory-dir", str(robot_a), "rename", "blue box", "blue crate").returncode == 0
+    )
+    archive = tmp_path / "kitchen.isar.tar.gz"
+    assert isar_ros("objects", "--memory-dir", str(robot_a), "export", str(archive)).returncode == 0
+    imported = isar_ros("objects", "--memory-dir", str(robot_b), "import", str(archive))
+    assert imported.returncode == 0 and "imported 2 objects" in imported.stdout, imported.stderr
+
+    def predict(folder):
+        perception = Perception(PerceptionConfig(device="cpu", mask_predictor="grabcut"))
+        perception.memory = load_memory(folder, perception.backbone.backbone_id)
+        perception.finder.set_model(perception._model())
+        return perception.find(perception.encode(rgb))
+
+    a, b = predict(robot_a), predict(robot_b)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert [(i.object_id, i.name, i.score) for i in a.instances] == [
+        (i.object_id, i.name, i.score) for i in b.instances
+    ]
+    assert {i.name for i in a.instances} == {"red mug", "blue crate"}
+    forgotten = isar_ros("objects", "--memory-dir", str(robot_b), "forget", "1")
+    assert (
+        forgotten.returncode == 0
+        and "2 objects" not in isar_ros("objects", "--memory-dir", str(robot_b), "list").stdout
+    )
+
+
+def test_a_corrupt_or_foreign_archive_is_refused_and_nothing_is_written(tmp_path):
+    import tarfile
+
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        payload = tmp_path / "payload"
+        payload.write_text("x")
+        tar.add(payload, arcname="../outside.txt")
+    result = isar_ros("objects", "--memory-dir", str(tmp_path / "target"), "import", str(evil))
+    assert result.returncode == 2 and "not a memory archive" in result.stderr
+    assert not (tmp_path / "target").exists() and not (tmp_path / "outside.txt").exists()
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")
+    result = isar_ros(
+        "objects", "--memory-dir", str(tmp_path / "target"), "import", str(tmp_path / "junk.tar.gz")
+    )
+    assert result.returncode == 2 and "not a readable memory archive" in result.stderr
+
+
+@pytest.mark.ros
+def test_teach_and_objects_against_a_running_teach_node(tmp_path):
+    from isar_ros.ros.launcher import Graph, NodeSpec
+
+    image, _ = _image(tmp_path)
+    with Graph(log_dir=tmp_path / "logs") as graph:
+        graph.start(
+            NodeSpec("teach_node", {"memory_dir": str(tmp_path / "node_memory")}, namespace="cli"), "teach"
+        )
+        node = ["--node", "/cli/isar_teach", "--timeout", "60"]
+        taught = isar_ros(
+            "teach",
+            str(image),
+            "--box",
+            "30",
+            "40",
+            "99",
+            "99",
+            "--point",
+            "60",
+            "70",
+            "--name",
+            "red mug",
+            *node,
+        )
+        assert taught.returncode == 0 and "taught object 1 (red mug)" in taught.stdout, (
+            taught.stdout + taught.stderr
+        )
+        listed = isar_ros("objects", *node, "list")
+        assert "1 objects" in listed.stdout and "red mug" in listed.stdout, listed.stderr
+        archive = tmp_path / "from_node.tar.gz"
+        assert isar_ros("objects", *node, "export", str(archive)).returncode == 0
+        assert isar_ros("objects", *node, "forget", "red mug").returncode == 0
+        back = isar_ros("objects", *node, "import", str(archive))
+        assert back.returncode == 0 and "loaded 1 objects" in back.stdout, back.stderr
+        assert "red mug" in isar_ros("objects", *node, "list").stdout
+    missing = isar_ros("objects", "--node", "/nobody/isar_teach", "--timeout", "2", "list")
+    assert missing.returncode == 2 and "pass --memory-dir" in missing.stderr

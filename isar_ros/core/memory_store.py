@@ -253,3 +253,61 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def export_archive(directory: str | os.PathLike, archive: str | os.PathLike) -> Path:
+    """One file holding the memory saved in ``directory`` (a tar of its manifest and arrays), written
+    atomically.
+
+    The folder is loaded (and so checked) first: a corrupt memory is not exported."""
+    import tarfile
+
+    directory, archive = Path(directory), Path(archive)
+    load_memory(directory)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+        for name in (MANIFEST, manifest["arrays"]):
+            tar.add(directory / name, arcname=name, recursive=False)
+    os.replace(tmp, archive)
+    return archive
+
+
+def import_archive(
+    archive: str | os.PathLike, backbone_id: str | None = None, config: MemoryConfig | None = None
+) -> InstanceMemory:
+    """The memory in an archive of :func:`export_archive`, checked like a memory folder; never unpickled.
+
+    Only a manifest and one arrays file (regular files, plain names) are read from the archive;
+    anything else in it is refused, so an archive cannot write outside the temporary folder it is
+    unpacked into."""
+    import tarfile
+
+    archive = Path(archive)
+    try:
+        with (
+            tarfile.open(archive, mode="r:*") as tar,
+            tempfile.TemporaryDirectory(prefix="isar_ros_import_") as tmp,
+        ):
+            members = tar.getmembers()
+            for member in members:
+                if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                    raise MemoryFormatError(
+                        f"{archive}: unexpected entry {member.name!r}; not a memory archive (isar-ros "
+                        "objects export writes them)"
+                    )
+                if member.name != MANIFEST and not ARRAYS_PATTERN.match(member.name):
+                    raise MemoryFormatError(
+                        f"{archive}: unexpected file {member.name!r}; not a memory archive (isar-ros "
+                        "objects export writes them)"
+                    )
+                source = tar.extractfile(member)
+                assert source is not None
+                (Path(tmp) / member.name).write_bytes(source.read())
+            try:
+                return load_memory(tmp, backbone_id, config)
+            except MemoryFormatError as error:
+                raise MemoryFormatError(f"{archive}: {str(error).replace(tmp, 'the archive')}") from error
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise MemoryFormatError(f"{archive}: not a readable memory archive ({error})") from error
