@@ -242,5 +242,49 @@ def test_replay_teaches_first_then_plays_into_a_memory_of_its_own(client, tiny_d
     wait_until(lambda: not node_processes("__ns:=/replay"), 20, "the nodes to stop")
 
 
+def test_the_object_map_survives_a_restart_of_the_teach_node(client, tmp_path):
+    """Issue 16: observations of a located object reach the map, which is saved beside the memory and is
+    there again after the teach node restarts."""
+    from isar_ros_msgs.msg import ObjectMap, ObjectMapEntry
+    from isar_ros_msgs.srv import WhereIs
+
+    memory = tmp_path / "memory"
+    spec = NodeSpec("teach_node", {"memory_dir": str(memory)}, namespace="mapping")
+    with Graph(log_dir=tmp_path / "logs") as graph:
+        graph.start(spec, "teach")
+        taught = client.call_fresh_node("/mapping/isar_teach/teach", TeachObject, red_request("map mug"))
+        assert taught.success, taught.message
+        observation = ObjectMap(
+            objects=[ObjectMapEntry(object_id=taught.object_id, name="map mug", confidence=0.9)]
+        )
+        observation.header.frame_id = "map"
+        observation.objects[0].position.x, observation.objects[0].position.y = 1.25, -0.5
+        wait_until(
+            lambda: client.node.count_subscribers("/mapping/object_observations") > 0,
+            30,
+            "the map's subscription",
+        )
+        for k in range(3):
+            observation.header.stamp.sec = 100 + k
+            client.publish("/mapping/object_observations", observation)
+        saved = memory / "object_map.json"
+        wait_until(
+            lambda: saved.is_file() and "1.25" in saved.read_text(),
+            30,
+            "the observed map saved beside the memory",
+        )
+    with Graph(log_dir=tmp_path / "logs2") as graph:
+        graph.start(spec, "teach_again")
+        answer = client.call_fresh_node("/mapping/isar_teach/where", WhereIs, WhereIs.Request(name="map mug"))
+        assert answer.found and answer.frame_id == "map", answer.message
+        assert (answer.entry.position.x, answer.entry.position.y) == pytest.approx((1.25, -0.5))
+        assert (
+            answer.entry.last_seen.sec == 102
+            and "map mug was last seen at (1.25, -0.50, 0.00) m in map" in answer.message
+        )
+        never = client.call("/mapping/isar_teach/where", WhereIs, WhereIs.Request(name="nothing"))
+        assert not never.found and "no object named 'nothing'" in never.message
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))

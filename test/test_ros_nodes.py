@@ -10,8 +10,8 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Point, Point32, PointStamped, PoseStamped
-from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, Prompt
-from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject
+from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, ObjectMap, Prompt
+from isar_ros_msgs.srv import ForgetObject, ListObjects, RenameObject, TeachObject, WhereIs
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from ros_client import LATCHED, RosClient, wait_until
@@ -92,6 +92,7 @@ def ros(tmp_path_factory):
     client.listen("/isar_inference/camera_info", CameraInfo)
     client.listen("/diagnostics", DiagnosticArray)
     client.listen("/isar_inference/markers", MarkerArray)
+    client.listen("/object_map", ObjectMap, LATCHED)
     camera = Camera(client)
     memory_dir = tmp_path_factory.mktemp("memory")
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
@@ -511,6 +512,27 @@ def test_depth_camera_info_and_pose_with_the_image_give_each_instance_its_3d_pos
     )
     assert label.type == Marker.TEXT_VIEW_FACING and label.text.startswith("located mug")
     assert float(status(client)["locate_ms_p50"]) >= 0.0
+
+    # the object map: every inference node sends what it located; the teach node answers ~/where
+    def seen():
+        answer = client.call("/isar_teach/where", WhereIs, WhereIs.Request(name="located mug"))
+        return answer if answer.found else None
+
+    wait_until(seen, 30, "the teach node's map to hold the object")
+    answer = seen()
+    assert (
+        answer.frame_id == "world"
+        and answer.entry.object_id == taught.object_id
+        and answer.entry.observations >= 1
+    )
+    assert (answer.entry.position.x, answer.entry.position.z) == pytest.approx((c.centroid.x, 2.0), abs=0.05)
+    latched = client.wait_for(
+        "/object_map", lambda m: any(e.object_id == taught.object_id for e in m.objects), 30
+    )
+    assert latched.header.frame_id == "world"
     assert client.call(
         "/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=taught.object_id)
     ).success
+    gone = client.call("/isar_teach/where", WhereIs, WhereIs.Request(object_id=taught.object_id))
+    assert not gone.found and f"no object with id {taught.object_id}" in gone.message
+    client.wait_for("/object_map", lambda m: all(e.object_id != taught.object_id for e in m.objects), 30)

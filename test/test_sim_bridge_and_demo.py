@@ -31,6 +31,23 @@ def client():
     rclpy.shutdown()
 
 
+def run_demo(data, out, task, *extra) -> subprocess.CompletedProcess:
+    """`isar-ros demo` in multi-shot on one task of ``data``, outputs into ``out``."""
+    command = [
+        sys.executable,
+        "-m",
+        "isar_ros.cli",
+        "demo",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--mode",
+        "multi_shot",
+    ]
+    return subprocess.run([*command, "--task", task, *extra], capture_output=True, text=True, timeout=600)
+
+
 def stamp(msg):
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
@@ -102,25 +119,7 @@ def test_bridge_steps_and_plays_a_scene_exactly(client, tiny_dataset, tmp_path):
 def test_demo_through_the_nodes_scores_exactly_as_the_benchmark(tiny_dataset, tmp_path):
     task = IsarDataset(tiny_dataset).tasks[0].name
     out = tmp_path / "demo"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "isar_ros.cli",
-            "demo",
-            "--data",
-            str(tiny_dataset),
-            "--out",
-            str(out),
-            "--mode",
-            "multi_shot",
-            "--task",
-            task,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_demo(tiny_dataset, out, task)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "| multi_shot |" in run.stdout and (out / "contact_sheet.png").stat().st_size > 10_000
     demo = json.loads((out / "results.json").read_text())
@@ -146,26 +145,7 @@ def test_replaying_exported_bags_scores_as_replaying_the_folders(tiny_dataset, t
         "bags": ["--bags", str(tmp_path / "bags"), "--record", str(recorded)],
     }.items():
         out = tmp_path / name
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "isar_ros.cli",
-                "demo",
-                "--data",
-                str(tiny_dataset),
-                "--out",
-                str(out),
-                "--mode",
-                "multi_shot",
-                "--task",
-                task,
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        run = run_demo(tiny_dataset, out, task, *extra)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         runs[name] = json.loads((out / "results.json").read_text())
     assert runs["bags"] == runs["folders"]

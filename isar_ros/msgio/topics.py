@@ -19,6 +19,8 @@ GROUND_TRUTH = "ground_truth"
 
 # between the teach and inference nodes (reliable, transient-local)
 MEMORY = "memory"
+OBJECT_MAP = "object_map"  # where the objects were last seen (teach node, latched)
+OBSERVATIONS = "object_observations"  # located objects, from every inference node to the teach node
 
 # inference outputs (node-private names)
 INSTANCES = "~/instances"

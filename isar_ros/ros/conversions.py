@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Point32, Vector3
-from isar_ros_msgs.msg import Instance, InstanceMemory, InstanceSegmentation, Location3D, ObjectInfo
+from isar_ros_msgs.msg import (
+    Instance,
+    InstanceMemory,
+    InstanceSegmentation,
+    Location3D,
+    ObjectInfo,
+    ObjectMap,
+    ObjectMapEntry,
+)
 from isar_ros_msgs.msg import Prompt as PromptMsg
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
@@ -15,8 +23,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from isar_ros.core.geometry import Location
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
+from isar_ros.core.object_map import MapEntry
 from isar_ros.core.prompt_mask import Prompt, PromptError
 from isar_ros.msgio.image_codec import numpy_to_image
+from isar_ros.msgio.timing import split_seconds
 
 MARKER_NAMESPACE = "isar_objects"
 
@@ -196,3 +206,38 @@ def markers(segmentation: InstanceSegmentation, frame_id: str, stamp: Time) -> M
         label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
         array.markers += [box, label]
     return array
+
+
+def map_entry_to_msg(entry: MapEntry) -> ObjectMapEntry:
+    x, y, z = (float(v) for v in entry.position)
+    dx, dy, dz = (float(v) for v in entry.extent)
+    sec, nanosec = split_seconds(entry.last_seen_s)
+    return ObjectMapEntry(
+        object_id=entry.object_id,
+        name=entry.name,
+        position=Point(x=x, y=y, z=z),
+        extent=Vector3(x=dx, y=dy, z=dz),
+        last_seen=Time(sec=sec, nanosec=nanosec),
+        confidence=float(entry.confidence),
+        observations=int(entry.observations),
+    )
+
+
+def observations_msg(segmentation: InstanceSegmentation, world_frame: str) -> ObjectMap:
+    """The world-located instances of one image, as observations for the object map."""
+    msg = ObjectMap()
+    msg.header.stamp, msg.header.frame_id = segmentation.header.stamp, world_frame
+    for i in segmentation.instances:
+        if i.world.valid:
+            msg.objects.append(
+                ObjectMapEntry(
+                    object_id=i.object_id,
+                    name=i.name,
+                    position=i.world.centroid,
+                    extent=i.world.extent,
+                    last_seen=segmentation.header.stamp,
+                    confidence=i.score,
+                    observations=1,
+                )
+            )
+    return msg

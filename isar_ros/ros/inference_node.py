@@ -22,7 +22,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation
+from isar_ros_msgs.msg import InstanceMemory, InstanceSegmentation, ObjectMap
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -41,7 +41,7 @@ from isar_ros.errors import UserError
 from isar_ros.msgio import topics
 from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
-from isar_ros.ros.conversions import markers, msg_to_snapshot, segmentation_to_msg
+from isar_ros.ros.conversions import markers, msg_to_snapshot, observations_msg, segmentation_to_msg
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
@@ -131,6 +131,9 @@ class InferenceNode(ManagedNode):
             DiagnosticArray, topics.DIAGNOSTICS, qos.OUTPUTS
         )
         self.markers_pub = self.create_lifecycle_publisher(MarkerArray, topics.MARKERS, qos.OUTPUTS)
+        self.observations_pub = self.create_lifecycle_publisher(
+            ObjectMap, topics.OBSERVATIONS, qos.OBSERVATIONS
+        )
         add = self.frames.add
         self._configured_subscriptions = [
             self.create_subscription(InstanceMemory, topics.MEMORY, self.on_memory, qos.MEMORY),
@@ -175,6 +178,7 @@ class InferenceNode(ManagedNode):
             self.status_pub,
             self.diagnostics_pub,
             self.markers_pub,
+            self.observations_pub,
         ):
             self.destroy_lifecycle_publisher(publisher)
 
@@ -264,6 +268,8 @@ class InferenceNode(ManagedNode):
             )
         if world_frame is not None and segmentation.instances:
             self.markers_pub.publish(markers(instances, world_frame or msg.header.frame_id, msg.header.stamp))
+            if world_frame:
+                self.observations_pub.publish(observations_msg(instances, world_frame))
         info = self.frames.parts(stamp_of(msg.header)).get("camera_info") or self.last_info
         if info is not None and (info.width, info.height) == (msg.width, msg.height):
             info = CameraInfo(

@@ -8,6 +8,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 MEMORY = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# Observations of located objects from every inference node: every one counts.
+OBSERVATIONS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Operator input and feedback (clicks, arm, feedback, taught masks): every message matters.
 EVENTS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # Outputs of the inference node (instances, label image, overlay, status).

@@ -24,29 +24,39 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
-from isar_ros_msgs.msg import InstanceMemory
-from isar_ros_msgs.srv import ForgetObject, ListObjects, LoadMemory, RenameObject, SaveMemory, TeachObject
+from isar_ros_msgs.msg import InstanceMemory, ObjectMap
+from isar_ros_msgs.srv import (
+    ForgetObject,
+    ListObjects,
+    LoadMemory,
+    RenameObject,
+    SaveMemory,
+    TeachObject,
+    WhereIs,
+)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from isar_ros.core.click_session import ClickSession
-from isar_ros.core.frames import FrameBuffer, stamp_of
+from isar_ros.core.frames import FrameBuffer, stamp_of, stamp_seconds
 from isar_ros.core.geometry import PinholeCamera, ProjectionError, pose_matrix, project_point
 from isar_ros.core.memory_snapshot import MemoryFormatError
 from isar_ros.core.memory_store import check_writable
+from isar_ros.core.object_map import ObjectMap as ObjectMap_
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import PromptError
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
 from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
-from isar_ros.ros.conversions import object_summaries, prompt_from_msg, snapshot_to_msg
+from isar_ros.ros.conversions import map_entry_to_msg, object_summaries, prompt_from_msg, snapshot_to_msg
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
 
 DEFAULT_MEMORY_DIR = "~/.ros/isar_ros/memory"
+MAP_PERIOD_S = 1.0  # the object map is published (and saved) at most this often when observations change it
 
 
 @dataclass
@@ -95,9 +105,16 @@ class TeachNode(ManagedNode):
         self.frames = FrameBuffer(values["buffer_size"])
         self.session = ClickSession()
         self._load_on_start()
+        self.object_map = self._load_map()
+        self.map_dirty = False
         self.memory_pub = self.create_lifecycle_publisher(InstanceMemory, topics.MEMORY, qos.MEMORY)
         self.mask_pub = self.create_lifecycle_publisher(Image, "~/taught_mask", qos.EVENTS)
         self.feedback_pub = self.create_lifecycle_publisher(String, "~/feedback", qos.EVENTS)
+        self.map_pub = self.create_lifecycle_publisher(ObjectMap, topics.OBJECT_MAP, qos.MEMORY)
+        self._observations = self.create_subscription(
+            ObjectMap, topics.OBSERVATIONS, self.on_observations, qos.OBSERVATIONS
+        )
+        self._map_timer = self.create_timer(MAP_PERIOD_S, self.flush_map)
         self._teach_services = [
             self.create_service(TeachObject, "~/teach", self.on_teach),
             self.create_service(ForgetObject, "~/forget", self.on_forget),
@@ -107,6 +124,7 @@ class TeachNode(ManagedNode):
             self.create_service(LoadMemory, "~/load", self.on_load),
             self.create_service(Trigger, "~/commit", self.on_commit),
             self.create_service(Trigger, "~/cancel", self.on_cancel),
+            self.create_service(WhereIs, "~/where", self.on_where),
         ]
         self.get_logger().info(
             f"configured: {len(self.perception.objects())} objects, memory in {self.memory_dir}, "
@@ -139,6 +157,7 @@ class TeachNode(ManagedNode):
 
     def on_activate(self, state: Any) -> Any:
         result = super().on_activate(state)
+        self.publish_map()
         self.publish_memory()  # the publisher is active only now
         return result
 
@@ -154,7 +173,9 @@ class TeachNode(ManagedNode):
             self.save_quietly()
         for service in self._teach_services:
             self.destroy_service(service)
-        for publisher in (self.memory_pub, self.mask_pub, self.feedback_pub):
+        self.destroy_timer(self._map_timer)
+        self.destroy_subscription(self._observations)
+        for publisher in (self.memory_pub, self.mask_pub, self.feedback_pub, self.map_pub):
             self.destroy_lifecycle_publisher(publisher)
         self.perception = None
 
@@ -183,6 +204,11 @@ class TeachNode(ManagedNode):
         """Publish the new memory and autosave it; returns "" or why it could not be saved (the memory
         stays)."""
         self.publish_memory()
+        self.object_map.keep_only(
+            {o.object_id: o.name for o in self.core.objects()}
+        )  # forgotten / renamed objects
+        self.map_dirty = True
+        self.publish_map()
         if not self.autosave:
             return ""
         return self.save_quietly()
@@ -194,6 +220,8 @@ class TeachNode(ManagedNode):
             return self.save_blocked
         try:
             self.core.save(self.memory_dir)
+            self.object_map.save(self.memory_dir)
+            self.map_dirty = False
         except OSError as error:
             reason = error.strerror or error
             self.unsaved = (
@@ -205,6 +233,69 @@ class TeachNode(ManagedNode):
             self.get_logger().info(f"memory saved again to {self.memory_dir}")
         self.unsaved = ""
         return ""
+
+    # ---- the object map ---------------------------------------------------------------------------
+    def _load_map(self) -> ObjectMap_:
+        try:
+            return ObjectMap_.load(self.memory_dir)
+        except MemoryFormatError as error:
+            self.get_logger().error(f"{error}; starting an empty map")
+            return ObjectMap_()
+
+    def on_observations(self, msg: ObjectMap) -> None:
+        known = {o.object_id for o in self.core.objects()}
+        stamp = stamp_seconds(stamp_of(msg.header))
+        for e in msg.objects:
+            if e.object_id in known:
+                position = [e.position.x, e.position.y, e.position.z]
+                extent = [e.extent.x, e.extent.y, e.extent.z]
+                self.map_dirty |= self.object_map.observe(
+                    e.object_id, e.name, position, extent, stamp, e.confidence, msg.header.frame_id
+                )
+
+    def flush_map(self) -> None:
+        """Publish (and, with autosave, save beside the memory) the map when observations changed it."""
+        if not self.map_dirty:
+            return
+        self.publish_map()
+        if self.autosave and not self.save_blocked:
+            try:
+                self.object_map.save(self.memory_dir)
+            except OSError as error:
+                self.get_logger().error(
+                    f"object map not saved to {self.memory_dir}: {error}", throttle_duration_sec=10.0
+                )
+                return
+        self.map_dirty = False
+
+    def publish_map(self) -> None:
+        entries = sorted(self.object_map.entries.values(), key=lambda e: e.object_id)
+        msg = ObjectMap(objects=[map_entry_to_msg(e) for e in entries])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = entries[0].frame_id if entries else ""
+        self.map_pub.publish(msg)
+
+    def on_where(self, request: WhereIs.Request, response: WhereIs.Response) -> WhereIs.Response:
+        try:
+            object_id = request.object_id or self.core.id_by_name(request.name)
+            name = self.name_of(object_id)
+        except UserError as error:
+            response.found, response.message = False, str(error)
+            return response
+        entry = self.object_map.where(object_id)
+        if entry is None:
+            response.found, response.message = (
+                False,
+                f"object {object_id} ({name}) has not been seen since it was taught",
+            )
+            return response
+        response.found, response.frame_id, response.entry = True, entry.frame_id, map_entry_to_msg(entry)
+        x, y, z = entry.position
+        response.message = (
+            f"{name} was last seen at ({x:.2f}, {y:.2f}, {z:.2f}) m in {entry.frame_id}, "
+            f"{entry.observations} observations"
+        )
+        return response
 
     def publish_memory(self) -> None:
         self.memory_pub.publish(snapshot_to_msg(self.core.snapshot(), self.get_clock().now().to_msg()))
