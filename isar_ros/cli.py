@@ -688,7 +688,8 @@ class _TeachNodeClient:
         self.node = rclpy.create_node("isar_ros_cli")
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
 
     def call(self, name: str, srv_type, request):
         from isar_ros.ros import services
@@ -705,7 +706,9 @@ class _TeachNodeClient:
             raise MissingResource(f"{error}; is the teach node busy or stopped?") from None
 
     def close(self) -> None:
+        """Stop spinning and join the thread before rclpy goes (else the process aborts at exit)."""
         self.executor.shutdown()
+        self.spinner.join(timeout=10.0)
         self.node.destroy_node()
         self.rclpy.try_shutdown()
 

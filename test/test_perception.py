@@ -315,3 +315,17 @@ def test_object_model_is_built_on_the_inference_device(taught):
         perception.backbone.feature_dim,
         2,
     )
+
+
+def test_an_instance_box_is_the_tight_box_of_exactly_its_published_pixels(taught):
+    """One instance per object, however many regions its mask has; its box covers exactly those pixels."""
+    perception, red, _ = taught
+    rgb, _ = scene({"red_stripes": (20, 30, 60, 50), "blue_dots": (180, 120, 80, 70)}, seed=11)
+    segmentation = perception.find(perception.encode(rgb))
+    assert segmentation.instances
+    for instance in segmentation.instances:
+        ys, xs = np.nonzero(segmentation.labels == instance.object_id)
+        x, y, w, h = instance.box_xywh
+        assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+        assert instance.area == len(xs)
+    assert len({i.object_id for i in segmentation.instances}) == len(segmentation.instances)
