@@ -76,9 +76,9 @@ def test_no_depth_under_the_mask_gives_no_location_and_sizes_must_match(tiny_dat
     mask, depth, camera, T, _ = next(cases(tiny_dataset))
     assert locate(mask, np.zeros_like(depth), camera, T) == (None, None)
     assert surface_points(mask, np.full_like(depth, np.inf), camera).shape == (0, 3)
-    segmentation = Segmentation(
-        mask.astype(np.uint16) * 7, [Instance(7, "x", 0.9, (0, 0, 1, 1), int(mask.sum()))]
-    )
+    ys, xs = np.nonzero(mask)
+    box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    segmentation = Segmentation(mask.astype(np.uint16) * 7, [Instance(7, "x", 0.9, box, int(mask.sum()))])
     locate_instances(segmentation, depth, camera, pose_matrix([0, 0, 0], [0, 0, 0, 1]))
     assert segmentation.instances[0].camera_location is not None
     np.testing.assert_allclose(
@@ -86,3 +86,27 @@ def test_no_depth_under_the_mask_gives_no_location_and_sizes_must_match(tiny_dat
     )  # identity pose
     with pytest.raises(ValueError, match="registered to the colour image"):
         locate_instances(segmentation, depth[:-1], camera)
+
+
+def test_locating_inside_each_box_equals_locating_on_the_whole_image(tiny_dataset):
+    """locate_instances crops to each instance's box (for speed); the answers are those of the full image."""
+    scene = IsarDataset(tiny_dataset).tasks[0].test_scenes[0]
+    frame = scene.frame(10)
+    gt, depth, T = frame.ground_truth().astype(np.uint16), frame.depth_m(), frame.pose_optical()
+    instances = []
+    for object_id in np.unique(gt)[1:]:
+        ys, xs = np.nonzero(gt == object_id)
+        box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        instances.append(Instance(int(object_id), "x", 1.0, box, len(xs)))
+    segmentation = Segmentation(gt, instances)
+    locate_instances(segmentation, depth, scene.intrinsics, T)
+    located = 0
+    for instance in segmentation.instances:
+        in_camera, in_world = locate(gt == instance.object_id, depth, scene.intrinsics, T)
+        assert (instance.camera_location is None) == (in_camera is None)
+        if in_camera is not None:
+            np.testing.assert_allclose(instance.camera_location.centroid, in_camera.centroid, atol=1e-9)
+            np.testing.assert_allclose(instance.world_location.extent, in_world.extent, atol=1e-9)
+            assert instance.camera_location.depth_pixels == in_camera.depth_pixels
+            located += 1
+    assert located >= 3

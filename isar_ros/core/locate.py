@@ -30,6 +30,8 @@ import numpy as np
 from isar_ros.core.geometry import Location, PinholeCamera
 from isar_ros.core.inference import Segmentation
 
+CROP_MARGIN = 4  # > the largest erosion radius of interior()
+
 
 @dataclass(frozen=True)
 class LocateConfig:
@@ -113,7 +115,15 @@ def locate_instances(
             f"{segmentation.labels.shape[1]}x{segmentation.labels.shape[0]}; publish depth registered to "
             "the colour image"
         )
+    height, width = depth_m.shape
     for instance in segmentation.instances:
+        # Work inside the instance's box (plus the erosion radius, so the crop erodes exactly as the whole
+        # image would): the same points, at a fraction of the cost of full-image masks.
+        x, y, w, h = instance.box_xywh
+        x0, y0 = max(x - CROP_MARGIN, 0), max(y - CROP_MARGIN, 0)
+        x1, y1 = min(x + w + CROP_MARGIN, width), min(y + h + CROP_MARGIN, height)
+        crop = PinholeCamera(camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, x1 - x0, y1 - y0)
+        mask = segmentation.labels[y0:y1, x0:x1] == instance.object_id
         instance.camera_location, instance.world_location = locate(
-            segmentation.labels == instance.object_id, depth_m, camera, T_world_camera, config
+            mask, depth_m[y0:y1, x0:x1], crop, T_world_camera, config
         )
