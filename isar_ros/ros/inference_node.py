@@ -380,8 +380,11 @@ class InferenceNode(ManagedNode):
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
+    def release(self) -> None:
+        self._stop_worker()
+
     def close(self) -> None:
-        """Stop the worker before the context goes (no 'publisher's context is invalid' at Ctrl-C)."""
+        """Stop the worker first (no 'publisher's context is invalid' at Ctrl-C), then the lifecycle."""
         self._stop_worker()
         super().close()
 

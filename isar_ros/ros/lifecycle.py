@@ -85,8 +85,18 @@ class ManagedNode(LifecycleNode):
             raise ConfigurationError(self.failure or "configure failed (see the log above)")
         self.trigger_activate()
 
+    def release(self) -> None:
+        """What must happen at exit even when the context is already gone (stop threads, save)."""
+
     def close(self) -> None:
-        """On process exit: take the node down its lifecycle (deactivate, cleanup) so nothing is lost."""
+        """On process exit: take the node down its lifecycle (deactivate, cleanup) so nothing is lost.
+
+        After Ctrl-C or SIGTERM rclpy shuts the context down from its own signal thread; destroying
+        publishers and subscriptions then races that teardown, and they go with the node anyway, so
+        only :meth:`release` runs."""
+        if not self.context.ok():
+            self.release()
+            return
         label = self._state_machine.current_state[1] if hasattr(self, "_state_machine") else ""
         if label == "active":
             self.deactivate()

@@ -179,6 +179,11 @@ class TeachNode(ManagedNode):
             self.destroy_lifecycle_publisher(publisher)
         self.perception = None
 
+    def release(self) -> None:
+        """At exit after the context is gone: the memory (and the object map) is still saved."""
+        if self.perception is not None and self.autosave and not self.save_blocked:
+            self.save_quietly()
+
     def on_parameters(self, changes: dict[str, Any]) -> None:
         pass  # depth_tolerance_m is read where it is used
 
