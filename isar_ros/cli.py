@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from isar_ros.errors import ConfigurationError, MissingResource, UserError
+from isar_ros.msgio import topics
 from isar_ros.msgio.timing import REPLAY_START_S
 from isar_ros.paths import workspace_dir
 
@@ -240,7 +241,7 @@ def add_replay(sub) -> None:
 
 def _node_specs(args, memory_dir: Path | None) -> list:
     """The teach and inference NodeSpecs of ``up`` / ``replay`` from the command line."""
-    from isar_ros.msgio import topics
+
     from isar_ros.ros import inference_node, teach_node
     from isar_ros.ros.launcher import NodeSpec
     from isar_ros.ros.lifecycle import AUTOSTART
@@ -286,7 +287,6 @@ def _node_specs(args, memory_dir: Path | None) -> list:
 
 
 def _describe(args) -> list[str]:
-    from isar_ros.msgio import topics
 
     out = lambda name: topics.absolute(topics.INFERENCE_NODE, name, args.namespace)  # noqa: E731
     return [
@@ -306,7 +306,7 @@ def cmd_up(args) -> int:
     with Graph() as graph:
         for spec in _node_specs(args, args.memory_dir):
             graph.start(spec, name=spec.executable)
-        camera = args.camera_info or _camera_info_topic(args.image)
+        camera = args.camera_info or topics.camera_info_for(args.image)
         print(
             "\n".join(
                 [f"camera: {args.image} (+ {camera}, {args.depth}, {args.camera_pose})", *_describe(args)]
@@ -314,12 +314,6 @@ def cmd_up(args) -> int:
             flush=True,
         )
         return graph.supervise()
-
-
-def _camera_info_topic(image: str) -> str:
-    from isar_ros.msgio import topics
-
-    return topics.camera_info_for(image)
 
 
 def cmd_replay(args) -> int:
@@ -336,7 +330,7 @@ def cmd_replay(args) -> int:
     memory_dir = args.memory_dir or Path(tempfile.mkdtemp(prefix="isar_ros_replay_memory_"))
     camera = {
         "image": args.image,
-        "camera_info": args.camera_info or _camera_info_topic(args.image),
+        "camera_info": args.camera_info or topics.camera_info_for(args.image),
         "depth": args.depth,
         "camera_pose": args.camera_pose,
     }
@@ -876,17 +870,15 @@ def cmd_weights(args) -> int:
             "one file)"
         )
         for name, spec in weights.CHECKPOINTS.items():
-            try:
-                where = f"found: {weights.find_checkpoint(name)}"
-            except weights.WeightsNotFound:
-                where = "missing"
+            path = weights.found(name)
+            where = f"found: {path}" if path else "missing"
             print(f"  {name:<20} {spec.filename:<32} {where}")
         return 0
     if args.weights_command == "download":
         path = weights.download(args.name, timeout=args.timeout)
         print(f"downloaded and verified {path}")
         return 0
-    names = args.name or [n for n in weights.CHECKPOINTS if _found(weights, n)]
+    names = args.name or [n for n in weights.CHECKPOINTS if weights.found(n)]
     if not names:
         print(f"no checkpoint found in {weights.cache_dir()}; nothing to verify")
         return 0
@@ -896,14 +888,6 @@ def cmd_weights(args) -> int:
         failed += not ok
         print(f"{'ok  ' if ok else 'BAD '} {name}: {detail}")
     return 1 if failed else 0
-
-
-def _found(weights, name: str) -> bool:
-    try:
-        weights.find_checkpoint(name)
-        return True
-    except weights.WeightsNotFound:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

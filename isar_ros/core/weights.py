@@ -114,6 +114,14 @@ def find_checkpoint(name: str, explicit: str | os.PathLike | None = None) -> Pat
     )
 
 
+def found(name: str) -> Path | None:
+    """Where checkpoint ``name`` is found, or None (for listings; :func:`find_checkpoint` explains a miss)."""
+    try:
+        return find_checkpoint(name)
+    except WeightsNotFound:
+        return None
+
+
 def find_sam_checkpoint(explicit: str | None = None) -> Path:
     """The largest SAM checkpoint found (ViT-H, then L, then B), or an explicit file."""
     if explicit:

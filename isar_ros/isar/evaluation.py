@@ -39,6 +39,7 @@ import numpy as np
 
 from isar_ros.errors import ConfigurationError
 from isar_ros.isar.dataset import MODES, IsarDataset
+from isar_ros.isar.metric import nanmean
 from isar_ros.isar.runner import BenchmarkResult, run_benchmark
 from isar_ros.paths import workspace_dir
 
@@ -178,17 +179,12 @@ def prepare(spec: DatasetSpec, cache: Path, generate: Generator) -> Path | None:
     return folder
 
 
-def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
 def dataset_scores(result: BenchmarkResult) -> dict[str, dict[str, float]]:
     """Per mode: the metrics of one data set (official mIoU NaN-propagating; every other one NaN-skipping)."""
     scores = {}
     for mode, records in result.modes.items():
         summaries = [r.score.summary() for r in records]
-        row = {key: _nanmean([s[key] for s in summaries]) for key, _ in METRICS if key not in ("mIoU", "fps")}
+        row = {key: nanmean([s[key] for s in summaries]) for key, _ in METRICS if key not in ("mIoU", "fps")}
         row["mIoU"] = float(np.mean([s["mIoU"] for s in summaries])) if summaries else math.nan
         frames = sum(r.score.frames for r in records)
         seconds = sum(r.score.seconds for r in records)

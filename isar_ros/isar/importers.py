@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from isar_ros.core.geometry import PinholeCamera
+from isar_ros.core.visualize import object_color
 from isar_ros.errors import InvalidInput
 from isar_ros.isar import layout
 from isar_ros.isar.layout import CAMERA_FILE, FIRST_OBJECT_ID, T_OPENGL_OPTICAL, frame_name, isar_pose_entry
@@ -140,10 +141,10 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 # ---- the writer ------------------------------------------------------------------------------------
-def _colour(isar_id: int) -> list[int]:
-    hue = (isar_id * 47) % 180
-    b, g, r = cv2.cvtColor(np.array([[[hue, 200, 230]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
-    return [int(b), int(g), int(r)]
+def _colour_bgr(isar_id: int) -> list[int]:
+    """The overlays' colour of the object (core.visualize.object_color), BGR as in color_map.json."""
+    r, g, b = object_color(isar_id)
+    return [b, g, r]
 
 
 def _scale(max_side: int, width: int, height: int) -> float:
@@ -218,7 +219,7 @@ def write_scene(
         )
     if poses:
         (folder / layout.CAMERA_POSES).write_text(json.dumps(poses, indent=1))
-    colour_map = {str(i): _colour(i) for i in sorted(set(tracked) | ids_seen)}
+    colour_map = {str(i): _colour_bgr(i) for i in sorted(set(tracked) | ids_seen)}
     (folder / layout.COLOR_MAP).write_text(json.dumps(colour_map, indent=1))
     (folder / layout.ATTRIBUTES_FILE).write_text(
         json.dumps(attributes.attributes(source.dynamic, False), indent=1)

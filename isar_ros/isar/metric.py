@@ -106,7 +106,7 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _nanmean(values: Iterable[float]) -> float:
+def nanmean(values: Iterable[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 
@@ -174,7 +174,7 @@ class SceneScore:
 
     @property
     def miou_nan_skipping(self) -> float:
-        return _nanmean(a.miou for a in self.objects.values())
+        return nanmean(a.miou for a in self.objects.values())
 
     @property
     def mboundf(self) -> float:
@@ -182,7 +182,7 @@ class SceneScore:
 
     @property
     def mboundf_nan_skipping(self) -> float:
-        return _nanmean(a.mboundf for a in self.objects.values())
+        return nanmean(a.mboundf for a in self.objects.values())
 
     @property
     def misclassification_rate(self) -> float:
@@ -254,7 +254,7 @@ def mean_over_scenes(scenes: Iterable[SceneScore]) -> dict:
     result = {}
     for key in SUMMARY_KEYS:
         values = [s[key] for s in summaries]
-        result[key] = _nanmean(values) if key.endswith("nan_skipping") else _mean(values)
+        result[key] = nanmean(values) if key.endswith("nan_skipping") else _mean(values)
     frames = sum(s.frames for s in scenes)
     seconds = sum(s.seconds for s in scenes)
     result.update(scenes=len(scenes), frames=frames, fps=frames / seconds if seconds > 0 else math.nan)
@@ -272,6 +272,6 @@ def attribute_means(
         result[name] = {
             "scenes": len(chosen),
             "mIoU": _mean(s.miou for s in chosen),
-            "mIoU_nan_skipping": _nanmean(s.miou_nan_skipping for s in chosen),
+            "mIoU_nan_skipping": nanmean(s.miou_nan_skipping for s in chosen),
         }
     return result

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Point32, Vector3
+from geometry_msgs.msg import Point, Point32, PoseStamped, Vector3
 from isar_ros_msgs.msg import (
     Instance,
     InstanceMemory,
@@ -17,11 +17,11 @@ from isar_ros_msgs.msg import (
     ObjectMapEntry,
 )
 from isar_ros_msgs.msg import Prompt as PromptMsg
-from sensor_msgs.msg import RegionOfInterest
+from sensor_msgs.msg import CameraInfo, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from isar_ros.core.geometry import Location
+from isar_ros.core.geometry import Location, PinholeCamera, pose_matrix
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.object_map import MapEntry
 from isar_ros.core.prompt_mask import Prompt, PromptError
@@ -241,3 +241,13 @@ def observations_msg(segmentation: InstanceSegmentation, world_frame: str) -> Ob
                 )
             )
     return msg
+
+
+def pose_from_msg(pose: PoseStamped) -> np.ndarray:
+    """4x4 ``T_world_camera`` of a PoseStamped (the optical frame in ``pose.header.frame_id``)."""
+    p, q = pose.pose.position, pose.pose.orientation
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
+def camera_from_msg(info: CameraInfo) -> PinholeCamera:
+    return PinholeCamera.from_k(info.k, info.width, info.height)

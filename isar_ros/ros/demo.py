@@ -125,6 +125,7 @@ class DemoClient:
 
     def close(self) -> None:
         self.executor.shutdown()
+        self.thread.join(timeout=10.0)  # before rclpy goes, or the process can abort at exit
         self.node.destroy_node()
 
 

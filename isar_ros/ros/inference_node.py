@@ -15,6 +15,7 @@ in and nothing goes out, WARN for bad frames, no images, no memory, or sim time 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import dataclass, fields, replace
@@ -29,7 +30,6 @@ from visualization_msgs.msg import MarkerArray
 
 from isar_ros.core.backbones.factory import create_backbone
 from isar_ros.core.frames import FrameBuffer, stamp_of
-from isar_ros.core.geometry import PinholeCamera, pose_matrix
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
 from isar_ros.core.locate import locate_instances
 from isar_ros.core.mask_predictors import create_mask_predictor
@@ -41,7 +41,14 @@ from isar_ros.errors import UserError
 from isar_ros.msgio import topics
 from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
-from isar_ros.ros.conversions import markers, msg_to_snapshot, observations_msg, segmentation_to_msg
+from isar_ros.ros.conversions import (
+    camera_from_msg,
+    markers,
+    msg_to_snapshot,
+    observations_msg,
+    pose_from_msg,
+    segmentation_to_msg,
+)
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
@@ -257,7 +264,8 @@ class InferenceNode(ManagedNode):
         if note:
             self.get_logger().warning(note, once=True)
         segmentation = self.finder.find(self.backbone.extract(rgb), rgb)
-        world_frame = self._locate(segmentation, msg)
+        parts = self.frames.parts(stamp_of(msg.header))  # depth, camera_info, pose of this image's stamp
+        world_frame = self._locate(segmentation, parts)
         instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
         self.instances_pub.publish(instances)
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
@@ -270,39 +278,23 @@ class InferenceNode(ManagedNode):
             self.markers_pub.publish(markers(instances, world_frame or msg.header.frame_id, msg.header.stamp))
             if world_frame:
                 self.observations_pub.publish(observations_msg(instances, world_frame))
-        info = self.frames.parts(stamp_of(msg.header)).get("camera_info") or self.last_info
+        info = parts.get("camera_info") or self.last_info
         if info is not None and (info.width, info.height) == (msg.width, msg.height):
-            info = CameraInfo(
-                header=msg.header,
-                height=info.height,
-                width=info.width,
-                distortion_model=info.distortion_model,
-                d=info.d,
-                k=info.k,
-                r=info.r,
-                p=info.p,
-                binning_x=info.binning_x,
-                binning_y=info.binning_y,
-                roi=info.roi,
-            )
+            info = copy.copy(info)  # the received message may be kept in the buffer: restamp a copy
+            info.header = msg.header
             self.info_pub.publish(info)
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
 
-    def _locate(self, segmentation: Segmentation, image: Image) -> str | None:
+    def _locate(self, segmentation: Segmentation, parts: dict[str, Any]) -> str | None:
         """3-D locations of the instances when depth and camera_info with the image's stamp arrived (and the
         pose, for the world frame). Returns the world frame ("" without a pose), or None without depth."""
-        parts = self.frames.parts(stamp_of(image.header))
         depth, info, pose = parts.get("depth"), parts.get("camera_info"), parts.get("pose")
         if depth is None or info is None:
             return None
         start = time.perf_counter()
-        T_world_camera = None
-        if pose is not None:
-            p, q = pose.pose.position, pose.pose.orientation
-            T_world_camera = pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-        camera = PinholeCamera.from_k(info.k, info.width, info.height)
-        locate_instances(segmentation, depth_to_metres(depth), camera, T_world_camera)
+        T_world_camera = pose_from_msg(pose) if pose is not None else None
+        locate_instances(segmentation, depth_to_metres(depth), camera_from_msg(info), T_world_camera)
         self.locate_ms.add((time.perf_counter() - start) * 1000)
         return pose.header.frame_id if pose is not None else ""
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
-from isar_ros_msgs.msg import InstanceMemory, ObjectMap
+from isar_ros_msgs.msg import InstanceMemory
+from isar_ros_msgs.msg import ObjectMap as ObjectMapMsg
 from isar_ros_msgs.srv import (
     ForgetObject,
     ListObjects,
@@ -40,17 +41,24 @@ from std_srvs.srv import Trigger
 
 from isar_ros.core.click_session import ClickSession
 from isar_ros.core.frames import FrameBuffer, stamp_of, stamp_seconds
-from isar_ros.core.geometry import PinholeCamera, ProjectionError, pose_matrix, project_point
+from isar_ros.core.geometry import ProjectionError, project_point
 from isar_ros.core.memory_snapshot import MemoryFormatError
 from isar_ros.core.memory_store import check_writable
-from isar_ros.core.object_map import ObjectMap as ObjectMap_
+from isar_ros.core.object_map import ObjectMap
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import PromptError
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
 from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
-from isar_ros.ros.conversions import map_entry_to_msg, object_summaries, prompt_from_msg, snapshot_to_msg
+from isar_ros.ros.conversions import (
+    camera_from_msg,
+    map_entry_to_msg,
+    object_summaries,
+    pose_from_msg,
+    prompt_from_msg,
+    snapshot_to_msg,
+)
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
@@ -110,9 +118,9 @@ class TeachNode(ManagedNode):
         self.memory_pub = self.create_lifecycle_publisher(InstanceMemory, topics.MEMORY, qos.MEMORY)
         self.mask_pub = self.create_lifecycle_publisher(Image, "~/taught_mask", qos.EVENTS)
         self.feedback_pub = self.create_lifecycle_publisher(String, "~/feedback", qos.EVENTS)
-        self.map_pub = self.create_lifecycle_publisher(ObjectMap, topics.OBJECT_MAP, qos.MEMORY)
+        self.map_pub = self.create_lifecycle_publisher(ObjectMapMsg, topics.OBJECT_MAP, qos.MEMORY)
         self._observations = self.create_subscription(
-            ObjectMap, topics.OBSERVATIONS, self.on_observations, qos.OBSERVATIONS
+            ObjectMapMsg, topics.OBSERVATIONS, self.on_observations, qos.OBSERVATIONS
         )
         self._map_timer = self.create_timer(MAP_PERIOD_S, self.flush_map)
         self._teach_services = [
@@ -240,14 +248,14 @@ class TeachNode(ManagedNode):
         return ""
 
     # ---- the object map ---------------------------------------------------------------------------
-    def _load_map(self) -> ObjectMap_:
+    def _load_map(self) -> ObjectMap:
         try:
-            return ObjectMap_.load(self.memory_dir)
+            return ObjectMap.load(self.memory_dir)
         except MemoryFormatError as error:
             self.get_logger().error(f"{error}; starting an empty map")
-            return ObjectMap_()
+            return ObjectMap()
 
-    def on_observations(self, msg: ObjectMap) -> None:
+    def on_observations(self, msg: ObjectMapMsg) -> None:
         known = {o.object_id for o in self.core.objects()}
         stamp = stamp_seconds(stamp_of(msg.header))
         for e in msg.objects:
@@ -275,7 +283,7 @@ class TeachNode(ManagedNode):
 
     def publish_map(self) -> None:
         entries = sorted(self.object_map.entries.values(), key=lambda e: e.object_id)
-        msg = ObjectMap(objects=[map_entry_to_msg(e) for e in entries])
+        msg = ObjectMapMsg(objects=[map_entry_to_msg(e) for e in entries])
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = entries[0].frame_id if entries else ""
         self.map_pub.publish(msg)
@@ -383,14 +391,12 @@ class TeachNode(ManagedNode):
                     f"the click is in frame {msg.header.frame_id!r} but the camera pose in "
                     f"{pose.header.frame_id!r}; set RViz's fixed frame to {pose.header.frame_id!r}"
                 )
-            p, q = pose.pose.position, pose.pose.orientation
-            camera = PinholeCamera.from_k(info.k, info.width, info.height)
             depth = frame.get("depth")
             depth_m = depth_to_metres(depth) if depth is not None else None
             u, v = project_point(
                 [msg.point.x, msg.point.y, msg.point.z],
-                pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w]),
-                camera,
+                pose_from_msg(pose),
+                camera_from_msg(info),
                 depth_m,
                 self.params.values["depth_tolerance_m"],
             )
