@@ -18,6 +18,8 @@ def snapshot(dim=4):
         presence_threshold=0.625,
         prototypes=np.ones((2, dim), np.float32) / 2,
         prototype_threshold=0.75,
+        appearance=np.full(dim, 0.5, np.float32),
+        appearance_threshold=0.875,
     )
     return MemorySnapshot(3, "handcrafted-test", dim, (SnapshotObject(2, "mug", 2, 3, 40, classifier),))
 
@@ -29,10 +31,16 @@ def test_memory_round_trip_is_exact():
     (o,), (p,) = back.objects, original.objects
     for key in ("object_id", "name", "num_exemplars", "min_patches", "max_patches"):
         assert getattr(o, key) == getattr(p, key)
-    for key in ("bias", "mask_threshold", "presence_threshold", "prototype_threshold"):
+    for key in (
+        "bias",
+        "mask_threshold",
+        "presence_threshold",
+        "prototype_threshold",
+        "appearance_threshold",
+    ):
         assert getattr(o.classifier, key) == getattr(p.classifier, key)
-    np.testing.assert_array_equal(o.classifier.weights, p.classifier.weights)
-    np.testing.assert_array_equal(o.classifier.prototypes, p.classifier.prototypes)
+    for key in ("weights", "prototypes", "appearance"):
+        np.testing.assert_array_equal(getattr(o.classifier, key), getattr(p.classifier, key))
 
 
 @pytest.mark.parametrize(
@@ -42,6 +50,8 @@ def test_memory_round_trip_is_exact():
         (lambda m: setattr(m.objects[0], "bias", float("nan")), "NaN or infinite"),
         (lambda m: setattr(m.objects[0], "num_prototypes", 3), "prototype values for 3 prototypes"),
         (lambda m: setattr(m.objects[0], "object_id", 0), "id 0"),
+        (lambda m: setattr(m.objects[0], "appearance", [1.0]), "has 1 appearance values"),
+        (lambda m: setattr(m.objects[0], "appearance_threshold", float("inf")), "NaN or infinite"),
         (lambda m: setattr(m.objects[0], "min_patches", 0), "min_patches 0"),
         (lambda m: setattr(m, "feature_dim", 0), "feature_dim 0"),
     ],

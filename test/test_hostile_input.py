@@ -156,8 +156,15 @@ def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(
             c = obj.classifier
             assert all(
                 math.isfinite(v)
-                for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold)
+                for v in (
+                    c.bias,
+                    c.mask_threshold,
+                    c.presence_threshold,
+                    c.prototype_threshold,
+                    c.appearance_threshold,
+                )
             )
+            assert c.appearance.shape in ((0,), (memory.feature_dim,)) and np.isfinite(c.appearance).all()
             assert (
                 obj.classifier.weights.shape == (memory.feature_dim,)
                 and np.isfinite(obj.classifier.weights).all()

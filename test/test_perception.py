@@ -1,5 +1,6 @@
 """Perception core: teaching, finding, persistence, and refusal of bad memories and prompts."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from isar_ros.core.backbones.base import FeatureGrid
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
-from isar_ros.core.memory_snapshot import MemoryFormatError
+from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.memory_store import load_memory
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import GrabCutPredictor, Prompt, PromptError
@@ -163,6 +165,54 @@ def test_save_load_gives_identical_predictions(taught, tmp_path):
     )
 
 
+def test_a_memory_saved_before_the_appearance_check_loads_with_it_off(taught, tmp_path):
+    perception, red, _ = taught
+    folder = perception.save(tmp_path / "memory")
+    manifest_path = next(folder.glob("manifest*.json")) if folder.is_dir() else folder
+    manifest = json.loads(manifest_path.read_text())
+    arrays_path = manifest_path.parent / manifest["arrays"]
+    with np.load(arrays_path) as stored:
+        arrays = {k: stored[k] for k in stored.files if not k.endswith("_appearance")}
+    np.savez(arrays_path, **arrays)
+    for entry in manifest["objects"]:
+        del entry["appearance_threshold"]
+    manifest["arrays_sha256"] = hashlib.sha256(arrays_path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    old = load_memory(tmp_path / "memory")
+    assert old.objects[red.object_id].classifier.appearance.size == 0
+    model = ObjectModel(old.snapshot())
+    assert (model.appearance_threshold < -1).all()  # every region passes: the check is off
+
+
+def test_a_region_that_scores_high_but_does_not_look_like_the_object_is_not_reported():
+    """Known answer: the classifier fires on feature axis 0; the object looks like axes 0 and 1 (cosine
+    threshold 0.9). A region made of axes 0 and 2 scores as high, but its mean has cosine 0.5: absent."""
+    dim = 4
+    weights = np.array([4.0, 0.0, 0.0, 0.0], np.float32)
+    classifier = ObjectClassifier(
+        weights,
+        -1.0,
+        0.0,
+        0.6,
+        np.eye(dim, dtype=np.float32)[:1],
+        0.5,
+        appearance=(np.array([1, 1, 0, 0], np.float32) / np.sqrt(2)).astype(np.float32),
+        appearance_threshold=0.9,
+    )
+    snapshot = MemorySnapshot(1, "test", dim, (SnapshotObject(1, "mug", 1, 4, 16, classifier),))
+    finder = InstanceFinder(ObjectModel(snapshot), InferenceConfig(temporal=False, edge_aware=False))
+
+    def frame(second_axis: int) -> FeatureGrid:
+        features = np.zeros((12, 16, dim), np.float32)
+        features[..., 3] = 1.0  # background: scores -1
+        features[4:8, 5:9] = 0.0
+        features[4:8, 5:9, [0, second_axis]] = 1 / np.sqrt(2)
+        return FeatureGrid(torch.from_numpy(features), (128, 96))
+
+    assert [i.name for i in finder.find(frame(1)).instances] == ["mug"]
+    assert finder.find(frame(2)).instances == []
+
+
 def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(taught, tmp_path):
     perception, _, _ = taught
     directory = tmp_path / "memory"
@@ -257,7 +307,7 @@ def test_memory_from_another_backbone_is_refused(taught, tmp_path):
     perception, _, _ = taught
     perception.save(tmp_path / "memory")
     with pytest.raises(
-        MemoryFormatError, match="was built with backbone 'handcrafted-v2.*but 'dinov2_vits14' is running"
+        MemoryFormatError, match="was built with backbone 'handcrafted-v3.*but 'dinov2_vits14' is running"
     ):
         load_memory(tmp_path / "memory", backbone_id="dinov2_vits14")
 

@@ -258,7 +258,7 @@ def test_forget_rename_and_a_runtime_threshold_reach_the_inference_node(ros):
     instances_with(client, lambda m: (object_id, "renamed") in ids_in(m))
     set_parameter(client, "presence_offset", 50.0)  # nothing can be that sure
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
-    set_parameter(client, "presence_offset", 0.3)
+    set_parameter(client, "presence_offset", 0.0)
     instances_with(client, lambda m: object_id in {i.object_id for i in m.instances})
     assert client.call("/isar_teach/forget", ForgetObject, ForgetObject.Request(object_id=object_id)).success
     instances_with(client, lambda m: object_id not in {i.object_id for i in m.instances})
@@ -375,7 +375,7 @@ def test_start_only_parameters_are_read_only_and_run_time_ones_are_checked_and_a
     assert not wrong.successful and "not one of svm, prototype" in wrong.reason
     assert not try_parameter(client, "presence_offset", 1000.0).successful  # outside its range
     set_parameter(client, "presence_offset", 1)  # an int for a float parameter is fine
-    set_parameter(client, "presence_offset", 0.3)
+    set_parameter(client, "presence_offset", 0.0)
     set_parameter(client, "publish_overlay", False)  # used to answer "successful" and do nothing
     seen = len(client.messages("/isar_inference/overlay"))
     instances_with(client, lambda m: True)

@@ -6,9 +6,12 @@ Per frame (:meth:`InstanceFinder.find`):
    one matrix product on the inference device scores every patch for all K objects;
 2. *presence* - per object, the mean of its ``min_patches`` best patch scores, through a sigmoid,
    against its calibrated threshold (vectorised over all objects; with ``temporal`` on, an object
-   seen in the previous frame stays on down to ``hysteresis`` below the threshold). Objects judged
-   absent are never painted: the authors' baseline always prompts the global maximum and so
-   paints absent objects; this is where we differ most;
+   seen in the previous frame stays on down to the fraction ``hysteresis`` below its threshold). The
+   threshold is the object's own: a fraction of its typical positive score (the classifier module),
+   so no constant depends on the backbone's scale; the region that passes must also look like the
+   object as a whole (its mean feature close enough to the object's appearance). Objects judged
+   absent are never painted: the authors' baseline always prompts the global maximum and so paints
+   absent objects; this is where we differ most;
 3. *post-processing*, for present objects only - connected components on the patch grid (keep
    those larger than ``min_component_fraction`` of the largest, as ISAR does), the margin maps
    upsampled to the image (bilinear, optionally edge-aware with a guided filter on the image), and
@@ -54,7 +57,7 @@ class InferenceConfig:
         runtime=True,
     )
     presence_offset: float = setting(
-        0.3, "raise (>0) or lower every presence threshold, logit units", runtime=True, low=-100.0, high=100.0
+        0.0, "raise (>0) or lower every presence threshold, logit units", runtime=True, low=-100.0, high=100.0
     )
     mask_offset: float = setting(
         0.0,
@@ -80,11 +83,11 @@ class InferenceConfig:
     edge_aware: bool = setting(True, "snap mask borders to image edges (guided filter)", runtime=True)
     temporal: bool = setting(True, "use the previous frame's decisions (hysteresis)", runtime=True)
     hysteresis: float = setting(
-        0.5,
-        "an object seen last frame stays present down to this below its threshold, logits",
+        0.25,
+        "an object seen last frame stays present down to this fraction below its presence threshold",
         runtime=True,
         low=0.0,
-        high=10.0,
+        high=1.0,
     )
     refine: str = setting(
         "none",
@@ -122,6 +125,10 @@ COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judg
 PROTOTYPE_LOGIT_SCALE = 10.0  # cosine similarity above the object's threshold -> logit
 
 
+def _appearance_row(appearance: np.ndarray, dim: int) -> np.ndarray:
+    return np.asarray(appearance, np.float32) if appearance.size else np.zeros(dim, np.float32)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -155,6 +162,15 @@ class ObjectModel:
         self.min_patches = np.array([max(1, int(o.min_patches)) for o in objects], np.int64)
         self.max_patches = np.array([max(1, int(o.max_patches)) for o in objects], np.int64)
         self.prototype_threshold = np.array([c.prototype_threshold for c in classifiers], np.float32)
+        # Objects without an appearance check get a zero direction and a threshold every region passes.
+        self.appearance = torch.from_numpy(
+            np.stack([_appearance_row(c.appearance, dim) for c in classifiers])
+            if objects
+            else np.zeros((0, dim), np.float32)
+        ).to(self.device)
+        self.appearance_threshold = np.array(
+            [c.appearance_threshold if c.appearance.size else -2.0 for c in classifiers], np.float32
+        )
         protos = [np.asarray(c.prototypes, np.float32).reshape(-1, dim) for c in classifiers]
         owners = [np.full(len(p), k, np.int64) for k, p in enumerate(protos)]
         self.prototype_owner = np.concatenate(owners) if objects else np.zeros(0, np.int64)
@@ -213,13 +229,17 @@ class InstanceFinder:
             )
         return scores.reshape(rows, cols, -1)
 
-    def presence(self, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def presence(
+        self, scores: torch.Tensor, features: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Presence probability and decision per object.
 
         The statistic is the mean of an object's ``min_patches`` best patch scores (as a logit).
         It is computed for all objects at once; objects within ``COMPONENT_CHECK`` logits of their
         threshold are then re-judged on their best connected region alone, since a real object is
-        a compact blob while false alarms are scattered patches.
+        a compact blob while false alarms are scattered patches. With the frame's ``features``
+        (rows, cols, C), a region that passes must also look like the object as a whole: its mean
+        feature's cosine with the object's appearance reaches the object's appearance threshold.
         """
         k = len(self.model)
         rows, cols = scores.shape[:2]
@@ -236,12 +256,25 @@ class InstanceFinder:
         threshold = threshold + self.config.presence_offset
         if self.config.temporal:
             was = np.isin(self.model.ids, list(self._previously_present))
-            threshold[was] -= self.config.hysteresis
+            threshold[was] -= self.config.hysteresis * np.abs(threshold[was])
+        unlike = np.zeros(k, bool)
         for j in np.flatnonzero(logits > threshold - COMPONENT_CHECK):
-            logits[j] = self._best_region_logit(scores[..., j].cpu().numpy(), int(j), int(m[j]))
+            region, logits[j] = self._best_region(scores[..., j].cpu().numpy(), int(j), int(m[j]))
+            if features is not None and region is not None and logits[j] > threshold[j]:
+                unlike[j] = (
+                    self._appearance_cosine(features, region, int(j)) < (self.model.appearance_threshold[j])
+                )
         probability = 1.0 / (1.0 + np.exp(-logits))
-        present = logits > threshold if self.config.presence else np.ones(k, bool)
+        present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
         return probability, present
+
+    def _appearance_cosine(self, features: torch.Tensor, region: np.ndarray, j: int) -> float:
+        """Cosine between the mean feature of ``region`` (rows x cols bool) and object ``j``'s appearance."""
+        inside = features.reshape(-1, features.shape[-1])[
+            torch.from_numpy(region.ravel()).to(features.device)
+        ]
+        mean = inside.to(self.model.device, torch.float32).mean(0)
+        return float(mean @ self.model.appearance[j] / mean.norm().clamp_min(1e-6))
 
     def _plausible_regions(self, score_map: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Connected regions above object ``j``'s mask threshold that are not far larger than any taught view.
@@ -258,10 +291,12 @@ class InstanceFinder:
         plausible = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= largest) + 1
         return regions, plausible
 
-    def _best_region_logit(self, score_map: np.ndarray, j: int, m: int) -> float:
-        """The presence logit of object ``j`` from its best plausible connected region only."""
+    def _best_region(self, score_map: np.ndarray, j: int, m: int) -> tuple[np.ndarray | None, float]:
+        """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none) and
+        the presence logit judged on it alone."""
         limit = self._mask_threshold(j)
         regions, plausible = self._plausible_regions(score_map, j)
+        region_mask = None
         if plausible.size == 0:
             value = limit - 1.0
         else:
@@ -269,14 +304,15 @@ class InstanceFinder:
                 regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1
             )
             region = plausible[int(np.argmax(sums[plausible]))]
-            inside = np.sort(score_map[regions == region])[::-1]
+            region_mask = regions == region
+            inside = np.sort(score_map[region_mask])[::-1]
             best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[
                 :m
             ]  # too small: pad at the boundary
             value = float(best.mean())
         if self.config.matcher == "prototype":
-            return (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
-        return value
+            return region_mask, (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
+        return region_mask, value
 
     def _mask_threshold(self, j: int) -> float:
         base = (
@@ -295,7 +331,7 @@ class InstanceFinder:
             return Segmentation(np.zeros((height, width), np.uint16), [], timings, self.model.version)
         start = time.perf_counter()
         scores = self.score(grid)
-        probability, present = self.presence(scores)
+        probability, present = self.presence(scores, grid.features)
         timings["scoring"] = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
         labels, instances = self._masks(grid, scores, probability, present, rgb)

@@ -35,6 +35,9 @@ class ObjectClassifier:
     (the mean of its ``min_patches`` best patch scores) exceeds it.
     ``prototypes`` (M, C) float32, unit rows, and ``prototype_threshold``: the prototype matcher's
     cosine-similarity model of the same object.
+    ``appearance`` (C,) float32, unit length: the direction of the mean positive feature; a region judged
+    present must have a mean feature whose cosine with it reaches ``appearance_threshold``. An empty
+    ``appearance`` (memories saved before it existed) turns that check off.
     """
 
     weights: np.ndarray
@@ -43,6 +46,8 @@ class ObjectClassifier:
     presence_threshold: float
     prototypes: np.ndarray
     prototype_threshold: float
+    appearance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    appearance_threshold: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,21 @@ class MemorySnapshot:
                 problem = f"has {c.weights.size} weights, feature_dim is {dim}"
             elif c.prototypes.ndim != 2 or c.prototypes.shape[1] != dim:
                 problem = f"has prototypes of shape {c.prototypes.shape}, expected (M, {dim})"
+            elif c.appearance.shape not in ((0,), (dim,)):
+                problem = f"has {c.appearance.size} appearance values, feature_dim is {dim} (or none)"
             elif not (
                 np.isfinite(c.weights).all()
                 and np.isfinite(c.prototypes).all()
+                and np.isfinite(c.appearance).all()
                 and all(
                     math.isfinite(v)
-                    for v in (c.bias, c.mask_threshold, c.presence_threshold, c.prototype_threshold)
+                    for v in (
+                        c.bias,
+                        c.mask_threshold,
+                        c.presence_threshold,
+                        c.prototype_threshold,
+                        c.appearance_threshold,
+                    )
                 )
             ):
                 problem = "holds NaN or infinite numbers"

@@ -73,6 +73,7 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
                 prefix + "negatives": data.negatives,
                 prefix + "weights": fitted.weights,
                 prefix + "prototypes": fitted.prototypes,
+                prefix + "appearance": fitted.appearance,
             }
         )
         entries.append(
@@ -86,6 +87,7 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
                 "min_patches": data.min_patches,
                 "exemplar_patches": data.exemplar_patches,
                 "prototype_threshold": fitted.prototype_threshold,
+                "appearance_threshold": fitted.appearance_threshold,
             }
         )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".arrays-", suffix=".tmp")
@@ -193,6 +195,7 @@ def load_memory(
                 presence_threshold=_finite(entry, "presence_threshold"),
                 prototypes=_array(arrays, prefix + "prototypes", dim),
                 prototype_threshold=_finite(entry, "prototype_threshold"),
+                **_appearance(arrays, entry, prefix, dim),
             )
             memory.objects[object_id] = TaughtObject(
                 object_id, check_name(_typed(entry, "name", str)), exemplars, classifier
@@ -228,6 +231,16 @@ def _array(arrays: dict[str, np.ndarray], key: str, dim: int, vector: bool = Fal
     if not np.isfinite(value).all():
         raise ValueError(f"array {key!r} holds NaN or infinite values")
     return value
+
+
+def _appearance(arrays: dict[str, np.ndarray], entry: dict[str, Any], prefix: str, dim: int) -> dict:
+    """The appearance check of an object; memories saved before it existed load without one (off)."""
+    if prefix + "appearance" not in arrays and "appearance_threshold" not in entry:
+        return {}
+    return {
+        "appearance": _array(arrays, prefix + "appearance", dim, vector=True),
+        "appearance_threshold": _finite(entry, "appearance_threshold"),
+    }
 
 
 def _sha256(path: Path) -> str:

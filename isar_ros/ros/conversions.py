@@ -123,6 +123,8 @@ def snapshot_to_msg(snapshot: MemorySnapshot, stamp: Time) -> InstanceMemory:
                 num_prototypes=int(prototypes.shape[0]),
                 prototypes=prototypes.ravel().tolist(),
                 prototype_threshold=float(c.prototype_threshold),
+                appearance=np.asarray(c.appearance, np.float32).tolist(),
+                appearance_threshold=float(c.appearance_threshold),
             )
         )
     return msg
@@ -149,6 +151,8 @@ def msg_to_snapshot(msg: InstanceMemory) -> MemorySnapshot:
             float(o.presence_threshold),
             prototypes.reshape(-1, dim),
             float(o.prototype_threshold),
+            np.asarray(o.appearance, np.float32),
+            float(o.appearance_threshold),
         )
         objects.append(
             SnapshotObject(
