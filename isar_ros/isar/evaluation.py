@@ -238,18 +238,20 @@ def summarise(suite: Suite, per_dataset: dict[str, dict]) -> dict[str, Any]:
     return {"groups": groups, "pooled": pooled}
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=10, cwd=workspace_dir()
+    ).stdout.strip()
+
+
 def commit() -> str:
+    """The checkout's commit, with ``+changes`` when tracked files differ from it (the numbers are then
+    those of uncommitted code)."""
     try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                cwd=workspace_dir(),
-            ).stdout.strip()
-            or "unknown"
-        )
+        head = _git("rev-parse", "--short", "HEAD")
+        if not head:
+            return "unknown"
+        return head + ("+changes" if _git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
