@@ -213,6 +213,23 @@ def test_a_region_that_scores_high_but_does_not_look_like_the_object_is_not_repo
     assert finder.find(frame(2)).instances == []
 
 
+def test_a_teach_from_many_frames_gets_the_photometric_variants_in_all_not_per_frame(monkeypatch):
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    frames = []
+    for seed in range(4):
+        rgb, masks = scene({"red_stripes": (30 + 10 * seed, 40, 70, 60)}, seed=seed)
+        frames.append((perception.encode(rgb), [box_prompt(masks["red_stripes"])]))
+    extracted = []
+    extract = perception.backbone.extract
+    monkeypatch.setattr(perception.backbone, "extract", lambda rgb: extracted.append(rgb) or extract(rgb))
+    perception.teach(frames, name="red mug")
+    assert len(extracted) == perception.config.augmentations == 2
+    extracted.clear()
+    perception.teach(frames[:1], name="red mug")  # one frame: its two variants, as always
+    assert len(extracted) == 2
+    assert perception.objects()[0].num_exemplars == 5
+
+
 def test_truncated_or_edited_manifest_is_refused_and_the_loaded_memory_stays(taught, tmp_path):
     perception, _, _ = taught
     directory = tmp_path / "memory"

@@ -45,7 +45,7 @@ class PerceptionConfig:
         "auto", "auto (SAM if its checkpoint is found), sam or grabcut", choices=("auto", "sam", "grabcut")
     )
     sam_checkpoint: str = setting("", "explicit SAM checkpoint file (empty: search the weights folder)")
-    augmentations: int = 2  # photometric variants of each teaching frame (other lighting, other rooms)
+    augmentations: int = 2  # photometric variants per teach call (other lighting, other rooms)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
@@ -154,11 +154,14 @@ class Perception:
         if masks is None:
             masks = [self.masks_for(frame, prompts) for frame, prompts in exemplars]
         views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks, strict=False)]
+        # Photometric variants matter for one-shot teaching; a call with several frames already shows
+        # the object under several views, so the call gets `augmentations` variants in all, spread
+        # over its frames (a one-frame call: exactly as before).
         rng = np.random.default_rng(content_seed(exemplars[0][0].rgb))
-        for (frame, _), mask in zip(exemplars, masks, strict=False):
-            for _ in range(self.config.augmentations):
-                variant = relight(frame.rgb, rng)
-                views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))
+        for i in range(self.config.augmentations):
+            frame, mask = exemplars[i % len(exemplars)][0], masks[i % len(masks)]
+            variant = relight(frame.rgb, rng)
+            views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))
         object_id = self.memory.teach(views, name, object_id, num_exemplars=len(exemplars))
         self.finder.set_model(self._model())
         return TeachResult(object_id, masks, time.perf_counter() - start)
