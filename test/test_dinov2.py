@@ -15,6 +15,8 @@ from isar_ros.core.backbones.dinov2 import (
     input_size,
     load_checkpoint,
 )
+from isar_ros.core.perception import Perception, PerceptionConfig
+from isar_ros.core.prompt_mask import Prompt
 from isar_ros.core.weights import WeightsNotFound
 
 
@@ -153,3 +155,24 @@ def test_missing_checkpoint_names_the_file_and_where_to_put_it(tmp_path, monkeyp
 def test_input_size_policies():
     assert input_size(640, 480, "keep_aspect", 448, 560) == (602, 448)
     assert input_size(1280, 720, "stretch", 448, 560) == (560, 560)
+
+
+def test_teach_and_find_run_end_to_end_on_dinov2_features(tmp_path, monkeypatch):
+    """The isar_ros method with DINOv2 (random weights in the official format): teaching fits a classifier in
+    its 384-dim feature space, with the relative presence and appearance thresholds, and finding runs."""
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    torch.save(official_state_dict("s", 0, 3), tmp_path / "dinov2_vits14_pretrain.pth")
+    config = PerceptionConfig(
+        backbone="dinov2_vits14", device="cpu", mask_predictor="grabcut", backbone_options={"short_side": 112}
+    )
+    perception = Perception(config)
+    rgb = np.full((120, 160, 3), 110, np.uint8)
+    rgb[30:90, 40:100] = (200, 40, 40)
+    frame = perception.encode(rgb)
+    taught = perception.teach([(frame, [Prompt.from_isar((70, 60), (40, 30, 99, 89))])], name="red box")
+    (obj,) = perception.objects()
+    assert obj.object_id == taught.object_id and obj.classifier.weights.shape == (384,)
+    assert obj.classifier.appearance.shape == (384,) and -1.0 <= obj.classifier.appearance_threshold <= 1.0
+    segmentation = perception.find(perception.encode(rgb))
+    assert segmentation.labels.shape == (120, 160)
+    assert {i.object_id for i in segmentation.instances} <= {taught.object_id}
