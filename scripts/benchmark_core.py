@@ -9,7 +9,7 @@ Measures, in one run on this machine:
    that can run here: the hand-crafted one, and DINOv2 ViT-S/14 and ViT-B/14 with *random*
    weights (the official checkpoints cannot be downloaded here; speed does not depend on the
    weights), fp32 and bfloat16 autocast;
-2. time per frame, features excluded, for 1, 10 and 100 taught objects: a frame showing one of
+2. time per frame, features excluded, for 1, 10, 100 and 1000 taught objects: a frame showing one of
    them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
    ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
@@ -155,7 +155,7 @@ def synthetic_objects(
 
 
 def scaling(repeats: int) -> list[dict]:
-    """One frame showing one taught object; the memory holds it plus 0, 9 or 99 objects absent from the
+    """One frame showing one taught object; the memory holds it plus 0, 9, 99 or 999 objects absent from the
     frame."""
     from sklearn.svm import LinearSVC
 
@@ -168,7 +168,7 @@ def scaling(repeats: int) -> list[dict]:
     flat = features.reshape(-1, features.shape[-1])
     rng = np.random.default_rng(0)
     rows = []
-    for k in (1, 10, 100):
+    for k in (1, 10, 100, 1000):
         snapshot = perception.snapshot()
         absent = synthetic_objects(k - 1, perception.backbone.feature_dim, features, rng, first_id=2)
         snapshot = replace(snapshot, objects=snapshot.objects + tuple(absent))
