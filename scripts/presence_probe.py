@@ -9,7 +9,8 @@ For every test frame and every tracked object of each ISAR-layout data set (sing
 * IoU when found: the mean IoU over those reported frames (the mask's quality alone);
 * IoU: the mean IoU over all frames showing it (what mIoU is made of: recall times quality);
 * false det. not visible / visible: the share of frames without the object in which it is reported,
-  and of frames with it in which its mask misses it (IoU < 0.1).
+  and of frames with it in which its mask is a false detection (the metric's own rule,
+  :func:`isar_ros.isar.metric.score_frame`).
 
 A development tool (printed numbers, no files): it separates the presence decision from the masks,
 which the suite's mIoU mixes. `--backbone-option` values are parsed as JSON where they can be
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from isar_ros.core.perception import Perception  # noqa: E402
 from isar_ros.isar.core_methods import IsarRosMethod, perception_config  # noqa: E402
 from isar_ros.isar.dataset import MODES, IsarDataset  # noqa: E402
+from isar_ros.isar.metric import score_frame  # noqa: E402
 
 FIELDS = ("recall", "iou_found", "iou", "false_not_visible", "false_visible")
 
@@ -70,18 +72,18 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
                     labels = method.predict(frame)
                     truth = frame.ground_truth()
                     for object_id in task.semantic_ids:
-                        shown, predicted = truth == object_id, labels == object_id
-                        if not shown.any():
+                        predicted = labels == object_id
+                        score = score_frame(predicted, truth == object_id)
+                        if score.iou is None:  # not visible
                             absent += 1
-                            reported_absent += bool(predicted.any())
+                            reported_absent += score.false_detection
                             continue
                         visible += 1
-                        iou = float((shown & predicted).sum() / (shown | predicted).sum())
-                        iou_all.append(iou)
-                        missed += iou < 0.1
+                        iou_all.append(score.iou)
+                        missed += score.false_detection
                         if predicted.any():
                             found += 1
-                            iou_found.append(iou)
+                            iou_found.append(score.iou)
         result[mode] = {
             "recall": found / max(visible, 1),
             "iou_found": float(np.mean(iou_found)) if iou_found else 0.0,

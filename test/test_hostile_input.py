@@ -154,16 +154,7 @@ def test_manifest_loader_refuses_edits_clearly_and_writes_nothing(
             assert isinstance(object_id, int) and 1 <= object_id < memory.next_id
             assert check_name(obj.name) == obj.name and obj.exemplars.min_patches >= 1
             c = obj.classifier
-            assert all(
-                math.isfinite(v)
-                for v in (
-                    c.bias,
-                    c.mask_threshold,
-                    c.presence_threshold,
-                    c.prototype_threshold,
-                    c.appearance_threshold,
-                )
-            )
+            assert all(math.isfinite(v) for v in c.scalars)
             assert c.appearance.shape in ((0,), (memory.feature_dim,)) and np.isfinite(c.appearance).all()
             assert (
                 obj.classifier.weights.shape == (memory.feature_dim,)

@@ -49,6 +49,17 @@ class ObjectClassifier:
     appearance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appearance_threshold: float = -1.0
 
+    @property
+    def scalars(self) -> tuple[float, ...]:
+        """Every single-number field (bias and thresholds): what must be finite."""
+        return (
+            self.bias,
+            self.mask_threshold,
+            self.presence_threshold,
+            self.prototype_threshold,
+            self.appearance_threshold,
+        )
+
 
 @dataclass(frozen=True)
 class SnapshotObject:
@@ -102,16 +113,7 @@ class MemorySnapshot:
                 np.isfinite(c.weights).all()
                 and np.isfinite(c.prototypes).all()
                 and np.isfinite(c.appearance).all()
-                and all(
-                    math.isfinite(v)
-                    for v in (
-                        c.bias,
-                        c.mask_threshold,
-                        c.presence_threshold,
-                        c.prototype_threshold,
-                        c.appearance_threshold,
-                    )
-                )
+                and all(math.isfinite(v) for v in c.scalars)
             ):
                 problem = "holds NaN or infinite numbers"
             elif o.min_patches < 1 or o.max_patches < 1:
