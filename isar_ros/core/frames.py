@@ -67,12 +67,24 @@ class FrameBuffer:
                 raise FrameNotFound(self._missing(stamp))
             return frame
 
-    def newest(self, with_part: str = "image") -> BufferedFrame:
+    def newest(self, *needed: str) -> BufferedFrame:
+        """The newest frame holding every part in ``needed`` (default: the image).
+
+        Parts of one stamp arrive on separate topics in any order, so the newest stamp may still be
+        incomplete; this skips back to the newest complete one.
+        """
+        needed = needed or ("image",)
         with self._lock:
             for frame in reversed(self._frames.values()):
-                if with_part in frame.parts:
+                if all(part in frame.parts for part in needed):
                     return frame
-        raise FrameNotFound("no camera frame received yet; is the camera publishing on the image topic?")
+            received = bool(self._frames)
+        if not received:
+            raise FrameNotFound("no camera frame received yet; is the camera publishing on the image topic?")
+        raise FrameNotFound(
+            f"none of the last {len(self)} frames has all of {', '.join(needed)} with one stamp; "
+            "check that these topics are published with identical header stamps"
+        )
 
     def parts(self, stamp: Stamp) -> dict[str, Any]:
         """The parts received so far for exactly this stamp (empty when none)."""

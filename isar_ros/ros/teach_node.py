@@ -380,12 +380,9 @@ class TeachNode(ManagedNode):
 
     def on_rviz_click(self, msg: PointStamped) -> None:
         try:
-            frame = self.frames.newest("pose")
-            pose, info, image = frame.get("pose"), frame.get("camera_info"), frame.get("image")
-            if info is None or image is None:
-                raise ProjectionError(
-                    "RViz clicks need camera_info and the image with the same stamp as the camera pose"
-                )
+            # RViz clicks need the camera pose, camera_info and the image of one stamp.
+            frame = self.frames.newest("pose", "camera_info", "image")
+            pose, info = frame.get("pose"), frame.get("camera_info")
             if msg.header.frame_id and pose.header.frame_id and msg.header.frame_id != pose.header.frame_id:
                 raise ProjectionError(
                     f"the click is in frame {msg.header.frame_id!r} but the camera pose in "
