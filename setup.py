@@ -14,8 +14,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*")),
     ],
+    package_data={"isar_ros.web": ["static/*"]},
     python_requires=">=3.10",
-    zip_safe=True,
+    zip_safe=False,  # the web panel serves its static files from the package folder
     maintainer="isar_ros developers",
     description="Teach a robot new objects from a few clicks and find them in its camera stream.",
     license="Apache-2.0",
@@ -24,6 +25,7 @@ setup(
             "isar-ros = isar_ros.cli:main",
             "teach_node = isar_ros.ros.teach_node:main",
             "inference_node = isar_ros.ros.inference_node:main",
+            "web_node = isar_ros.ros.web_node:main",
             "sim_bridge_node = sim_bridge.bridge_node:main",
         ],
     },

@@ -213,6 +213,12 @@ def _node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--use-sim-time", action="store_true", help="follow /clock (replayed bags, simulators)"
     )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="also start the browser teach panel (isar_web) at http://127.0.0.1:8088/ "
+        "(-p port:=N, -p bind_address:=0.0.0.0 -p token:=SECRET for other machines)",
+    )
 
 
 def add_up(sub) -> None:
@@ -242,7 +248,7 @@ def add_replay(sub) -> None:
 def _node_specs(args, memory_dir: Path | None) -> list:
     """The teach and inference NodeSpecs of ``up`` / ``replay`` from the command line."""
 
-    from isar_ros.ros import inference_node, teach_node
+    from isar_ros.ros import inference_node, teach_node, web_node
     from isar_ros.ros.launcher import NodeSpec
     from isar_ros.ros.lifecycle import AUTOSTART
     from isar_ros.settings import convert
@@ -251,14 +257,16 @@ def _node_specs(args, memory_dir: Path | None) -> list:
         "teach_node": {s.name: s for s in [*teach_node.parameter_specs(), AUTOSTART]},
         "inference_node": {s.name: s for s in [*inference_node.parameter_specs(), AUTOSTART]},
     }
-    parameters: dict[str, dict] = {"teach_node": {}, "inference_node": {}}
+    if args.web:
+        known["web_node"] = {s.name: s for s in [*web_node.parameter_specs(), AUTOSTART]}
+    parameters: dict[str, dict] = {node: {} for node in known}
     for pair in args.param:
         name, sep, value = pair.partition(":=")
         owners = [node for node, specs in known.items() if name in specs]
         if not sep or not owners:
             raise ConfigurationError(
-                f"-p {pair}: expected NAME:=VALUE with a parameter of the teach or inference node; "
-                f"known: {', '.join(sorted(set(known['teach_node']) | set(known['inference_node'])))}"
+                f"-p {pair}: expected NAME:=VALUE with a parameter of the started nodes "
+                f"(the web panel's need --web); known: {', '.join(sorted(set().union(*known.values())))}"
             )
         for node in owners:
             parameters[node][name] = convert(known[node][name], value)
@@ -274,7 +282,7 @@ def _node_specs(args, memory_dir: Path | None) -> list:
         topics.CAMERA_POSE: args.camera_pose,
         topics.PIXEL_CLICKS: args.image + "_mouse_left",
     }
-    return [
+    specs = [
         NodeSpec("teach_node", parameters["teach_node"], camera, args.params_file, args.namespace),
         NodeSpec(
             "inference_node",
@@ -284,6 +292,17 @@ def _node_specs(args, memory_dir: Path | None) -> list:
             args.namespace,
         ),
     ]
+    if args.web:
+        specs.append(
+            NodeSpec(
+                "web_node",
+                parameters["web_node"],
+                {topics.IMAGE: args.image},
+                args.params_file,
+                args.namespace,
+            )
+        )
+    return specs
 
 
 def _describe(args) -> list[str]:

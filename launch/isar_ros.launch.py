@@ -3,17 +3,19 @@
     ros2 launch isar_ros isar_ros.launch.py image:=/camera/color/image_raw
     camera_info:=/camera/color/camera_info \
         namespace:=robot2 memory_dir:=~/.ros/isar_ros/memory use_sim_time:=false
-        params_file:=/path/to/params.yaml
+        params_file:=/path/to/params.yaml web:=true web_port:=8088
 
-The same graph as `isar-ros up`, from the same config/isar_ros.yaml. Both nodes are lifecycle nodes
-that configure and activate themselves (`autostart: true`); set `autostart:=false` to drive them with a
-lifecycle manager instead.
+The same graph as `isar-ros up`, from the same config/isar_ros.yaml; `web:=true` adds the browser
+teach panel (`isar-ros up --web`), bound to loopback unless `web_bind_address` and `web_token` are set.
+All nodes are lifecycle nodes that configure and activate themselves (`autostart: true`); set
+`autostart:=false` to drive them with a lifecycle manager instead.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
@@ -48,6 +50,10 @@ def generate_launch_description():
             DeclareLaunchArgument("memory_dir", default_value="~/.ros/isar_ros/memory"),
             DeclareLaunchArgument("use_sim_time", default_value="false"),
             DeclareLaunchArgument("autostart", default_value="true"),
+            DeclareLaunchArgument("web", default_value="false", description="start the browser teach panel"),
+            DeclareLaunchArgument("web_port", default_value="8088"),
+            DeclareLaunchArgument("web_bind_address", default_value="127.0.0.1"),
+            DeclareLaunchArgument("web_token", default_value="", description="needed off loopback"),
             LifecycleNode(
                 package="isar_ros",
                 executable="teach_node",
@@ -64,6 +70,24 @@ def generate_launch_description():
                 namespace=LaunchConfiguration("namespace"),
                 parameters=[params, common],
                 remappings=camera_remaps[:4],  # image, camera_info, depth, camera_pose
+                output="screen",
+            ),
+            LifecycleNode(
+                package="isar_ros",
+                executable="web_node",
+                name="isar_web",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=[
+                    params,
+                    common,
+                    {
+                        "port": LaunchConfiguration("web_port"),
+                        "bind_address": LaunchConfiguration("web_bind_address"),
+                        "token": LaunchConfiguration("web_token"),
+                    },
+                ],
+                remappings=camera_remaps[:1],  # image
+                condition=IfCondition(LaunchConfiguration("web")),
                 output="screen",
             ),
         ]

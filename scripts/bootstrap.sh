@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates or refreshes the project-local environment in .venv: pinned Python packages (torch first),
-# ROS 2 Kilted from pip wheels, the isar_ros_msgs interfaces built from msg/, and isar_ros itself.
+# ROS 2 Kilted from pip wheels, the isar_ros_msgs interfaces built from msg/, isar_ros itself, and
+# (when root on Debian) the chromium browser the web panel's test drives.
 #
 # Idempotent: each step leaves a stamp holding a hash of its inputs and is skipped while the hash
 # matches, so a second run with nothing changed takes about a second.
@@ -79,4 +80,17 @@ if ! is_current package "$pkg_hash"; then
   quiet_pip install --no-deps --no-build-isolation -e "$root"
   mark package "$pkg_hash"
 fi
+# 5. A browser for the web panel's test (Playwright drives Debian's chromium; `playwright install`
+#    cannot download its own browser here). Installed when missing and this user may; otherwise that
+#    one test is skipped and says why. ISAR_NO_BROWSER=1 skips this step.
+if [[ -z "${ISAR_NO_BROWSER:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium (Debian) for the web panel test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$venv/apt.log" 2>&1 ||
+      log "warning: chromium could not be installed (see $venv/apt.log); the browser test will be skipped"
+  else
+    log "note: no chromium; install it (apt-get install chromium) to run the web panel's browser test"
+  fi
+fi
+
 log "environment ready: $venv"

@@ -118,12 +118,28 @@ def test_weights_verify_finds_a_corrupt_file(tmp_path, monkeypatch):
             "presence_offset: expected float",
         ),
         (["up", "-p", "presense_offset:=0.4"], "known: "),
+        (["up", "-p", "port:=9000"], "the web panel's need --web"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(argv, message, tiny_dataset):
     result = isar_ros(*[a.replace("{tiny}", str(tiny_dataset)) for a in argv])
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_up_with_web_adds_the_panel_node_with_its_parameters_and_the_camera():
+    from isar_ros.cli import _node_specs, build_parser
+
+    args = build_parser().parse_args(
+        ["up", "--web", "--image", "/cam/color/image_raw", "-p", "port:=9000", "-p", "presence_offset:=0.2"]
+    )
+    specs = {s.executable: s for s in _node_specs(args, None)}
+    assert set(specs) == {"teach_node", "inference_node", "web_node"}
+    web = specs["web_node"]
+    assert web.parameters == {"port": 9000} and web.remappings == {"image": "/cam/color/image_raw"}
+    assert specs["inference_node"].parameters == {"presence_offset": 0.2}
+    without = build_parser().parse_args(["up"])
+    assert "web_node" not in {s.executable for s in _node_specs(without, None)}
 
 
 def _image(tmp_path):

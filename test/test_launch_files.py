@@ -32,7 +32,7 @@ def config_sections() -> dict:
 
 
 def declared_parameters(node: str) -> set[str]:
-    from isar_ros.ros import inference_node, teach_node
+    from isar_ros.ros import inference_node, teach_node, web_node
     from isar_ros.ros.lifecycle import AUTOSTART
     from isar_ros.settings import specs
     from sim_bridge.bridge_node import SimBridgeSettings
@@ -40,6 +40,7 @@ def declared_parameters(node: str) -> set[str]:
     declared = {
         "isar_teach": teach_node.parameter_specs() + [AUTOSTART],
         "isar_inference": inference_node.parameter_specs() + [AUTOSTART],
+        "isar_web": web_node.parameter_specs() + [AUTOSTART],
         "isar_sim_bridge": specs(SimBridgeSettings),
     }[node]
     return {s.name for s in declared}

@@ -40,12 +40,21 @@ ALLOWED = {
         "isar_ros.ros",
         *BASE,
     ),
-    "isar_ros.ros": ("isar_ros.ros", "isar_ros.isar", "isar_ros.core", "isar_ros.msgio", *BASE),
+    "isar_ros.web": ("isar_ros.web", "isar_ros.core", *BASE),
+    "isar_ros.ros": (
+        "isar_ros.ros",
+        "isar_ros.isar",
+        "isar_ros.core",
+        "isar_ros.msgio",
+        "isar_ros.web",
+        *BASE,
+    ),
 }
 ROS_FREE = (
     "isar_ros.core",
     "isar_ros.isar",
     "isar_ros.msgio",
+    "isar_ros.web",
     "sim_bridge.generator",
     "sim_bridge.raycast",
     "sim_bridge.bags",

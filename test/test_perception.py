@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from isar_ros.core.backbones.base import FeatureGrid
+from isar_ros.core.images import THUMBNAIL_SIDE
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.memory_store import load_memory
@@ -182,6 +183,53 @@ def test_a_memory_saved_before_the_appearance_check_loads_with_it_off(taught, tm
     assert old.objects[red.object_id].classifier.appearance.size == 0
     model = ObjectModel(old.snapshot())
     assert (model.appearance_threshold < -1).all()  # every region passes: the check is off
+
+
+def test_thumbnails_are_crops_around_the_mask_kept_per_view_and_saved(taught, tmp_path):
+    perception, red, blue = taught
+    (crop,) = perception.thumbnails(red.object_id)
+    assert crop.dtype == np.uint8 and crop.ndim == 3 and max(crop.shape[:2]) <= THUMBNAIL_SIDE
+    assert crop[..., 0].mean() > crop[..., 2].mean() + 40  # the red object, not the grey background
+    rgb, masks = scene({"red_stripes": (150, 100, 60, 50)}, seed=9)
+    perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id)
+    assert len(perception.thumbnails(red.object_id)) == 2
+    perception.save(tmp_path / "memory")
+    restored = load_memory(tmp_path / "memory")
+    for object_id in (red.object_id, blue.object_id):
+        saved = restored.objects[object_id].exemplars.thumbnails
+        assert len(saved) == len(perception.thumbnails(object_id))
+        for a, b in zip(saved, perception.thumbnails(object_id), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_memory_with_a_bad_thumbnail_is_refused_and_one_without_thumbnails_loads(taught, tmp_path):
+    perception, red, _ = taught
+    folder = perception.save(tmp_path / "memory").parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    arrays_path = folder / manifest["arrays"]
+
+    def rewrite(change):
+        with np.load(arrays_path) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        entries = change(arrays)
+        np.savez(arrays_path, **arrays)
+        edited = dict(
+            manifest, objects=entries, arrays_sha256=hashlib.sha256(arrays_path.read_bytes()).hexdigest()
+        )
+        (folder / "manifest.json").write_text(json.dumps(edited))
+
+    key = f"object_{red.object_id}_thumbnail_0"
+    rewrite(lambda arrays: arrays.update({key: np.zeros((4000, 3, 3), np.uint8)}) or manifest["objects"])
+    with pytest.raises(MemoryFormatError, match="thumbnail_0"):
+        load_memory(folder)
+
+    def drop(arrays):
+        for name in [k for k in arrays if "_thumbnail_" in k]:
+            del arrays[name]
+        return [{k: v for k, v in e.items() if k != "thumbnails"} for e in manifest["objects"]]
+
+    rewrite(drop)
+    assert load_memory(folder).objects[red.object_id].exemplars.thumbnails == []
 
 
 def test_a_region_that_scores_high_but_does_not_look_like_the_object_is_not_reported():

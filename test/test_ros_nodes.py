@@ -35,9 +35,9 @@ FEEDBACK = "/isar_teach/feedback"
 class Camera:
     """Publishes the current frame at 10 Hz (image, camera_info, depth, pose; one stamp per frame)."""
 
-    def __init__(self, client: RosClient):
+    def __init__(self, client: RosClient, rgb: np.ndarray | None = None):
         self.client = client
-        self.rgb = scene({})[0]
+        self.rgb = scene({})[0] if rgb is None else rgb
         self.image_override: Image | None = None
         self.paused = False
         self.stamp_offset = 0  # seconds added to every stamp (a jump back in time when negative)

@@ -34,6 +34,7 @@ from isar_ros.core.memory_snapshot import (
 from isar_ros.core.seeding import content_seed
 
 MIN_PATCHES_FRACTION = 0.3  # presence is judged on this share of the smallest taught view's patches
+MAX_THUMBNAILS = 8  # per object: the crops of its first prompted frames, for UIs and ~/list
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ObjectExemplars:
     negatives: np.ndarray  # (Q, C) float32: background of its teaching frames
     exemplar_patches: list[int] = field(default_factory=list)  # positive patches per taught view
     num_exemplars: int = 0  # prompted frames (augmented variants not counted)
+    thumbnails: list[np.ndarray] = field(default_factory=list)  # small RGB crops of prompted frames
 
     @property
     def min_patches(self) -> int:
@@ -157,12 +159,14 @@ class InstanceMemory:
         name: str = "",
         object_id: int = 0,
         num_exemplars: int | None = None,
+        thumbnails: list[np.ndarray] | None = None,
     ) -> int:
         """Teach from ``exemplars``: (features (rows, cols, C) float32 array, mask H x W bool) per view.
 
         ``object_id`` 0 and a new ``name`` make a new object; an existing id - or the name of an
         existing object - gets more exemplars (multi-shot). ``num_exemplars``: how many prompted frames
         these are (fewer than the views when some are augmented variants); default one per view.
+        ``thumbnails``: small RGB crops of the prompted frames (the first :data:`MAX_THUMBNAILS` are kept).
         Returns the object's id. Raises :class:`MemoryFormatError` for unknown ids, bad names or masks
         that cover no patch; the memory is unchanged then.
         """
@@ -216,6 +220,8 @@ class InstanceMemory:
             self.objects[object_id] = TaughtObject(object_id, name, data)
         data.num_exemplars += len(exemplars) if num_exemplars is None else num_exemplars
         data.exemplar_patches += counts
+        room = MAX_THUMBNAILS - len(data.thumbnails)
+        data.thumbnails += [np.ascontiguousarray(t, np.uint8) for t in (thumbnails or [])[: max(0, room)]]
         self.background = subsample(
             np.concatenate([self.background, new_negatives]), self.config.background_bank_size, rng
         )

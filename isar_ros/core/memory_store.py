@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from isar_ros.core.memory import InstanceMemory, MemoryConfig, ObjectExemplars, TaughtObject
+from isar_ros.core.images import THUMBNAIL_SIDE
+from isar_ros.core.memory import (
+    MAX_THUMBNAILS,
+    InstanceMemory,
+    MemoryConfig,
+    ObjectExemplars,
+    TaughtObject,
+)
 from isar_ros.core.memory_snapshot import MAX_OBJECT_ID, MemoryFormatError, ObjectClassifier, check_name
 
 SCHEMA_VERSION = 1
@@ -76,6 +83,7 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
                 prefix + "appearance": fitted.appearance,
             }
         )
+        arrays.update({f"{prefix}thumbnail_{k}": t for k, t in enumerate(data.thumbnails)})
         entries.append(
             {
                 "id": o.object_id,
@@ -88,6 +96,7 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
                 "exemplar_patches": data.exemplar_patches,
                 "prototype_threshold": fitted.prototype_threshold,
                 "appearance_threshold": fitted.appearance_threshold,
+                "thumbnails": len(data.thumbnails),
             }
         )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".arrays-", suffix=".tmp")
@@ -187,6 +196,7 @@ def load_memory(
                 _array(arrays, prefix + "negatives", dim),
                 patches,
                 _typed(entry, "num_exemplars", int),
+                _thumbnails(arrays, entry, prefix),
             )
             classifier = ObjectClassifier(
                 weights=_array(arrays, prefix + "weights", dim, vector=True),
@@ -241,6 +251,24 @@ def _appearance(arrays: dict[str, np.ndarray], entry: dict[str, Any], prefix: st
         "appearance": _array(arrays, prefix + "appearance", dim, vector=True),
         "appearance_threshold": _finite(entry, "appearance_threshold"),
     }
+
+
+def _thumbnails(arrays: dict[str, np.ndarray], entry: dict[str, Any], prefix: str) -> list[np.ndarray]:
+    """An object's thumbnails; memories saved before they existed have none."""
+    count = _typed(entry, "thumbnails", int) if "thumbnails" in entry else 0
+    if not 0 <= count <= MAX_THUMBNAILS:
+        raise ValueError(f"'thumbnails' must be 0 to {MAX_THUMBNAILS}, got {count}")
+    result = []
+    for k in range(count):
+        key = f"{prefix}thumbnail_{k}"
+        if key not in arrays:
+            raise KeyError(f"array {key!r} missing")
+        value = arrays[key]
+        small_rgb = value.ndim == 3 and value.shape[2] == 3 and max(value.shape[:2]) <= THUMBNAIL_SIDE
+        if value.dtype != np.uint8 or not small_rgb or min(value.shape) < 1:
+            raise ValueError(f"array {key!r} is {value.dtype} {value.shape}, expected a small RGB image")
+        result.append(value)
+    return result
 
 
 def _sha256(path: Path) -> str:

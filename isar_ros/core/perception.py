@@ -25,7 +25,7 @@ import numpy as np
 
 from isar_ros.core.backbones import Backbone, FeatureGrid
 from isar_ros.core.backbones.factory import create_backbone
-from isar_ros.core.images import require_rgb
+from isar_ros.core.images import require_rgb, thumbnail
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
 from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory import InstanceMemory, MemoryConfig
@@ -114,6 +114,11 @@ class Perception:
     def id_by_name(self, name: str) -> int:
         return self.memory.id_by_name(name)
 
+    def thumbnails(self, object_id: int) -> list[np.ndarray]:
+        """Small RGB crops of the object's first prompted frames (empty for memories saved without)."""
+        obj = self.memory.objects.get(object_id)
+        return list(obj.exemplars.thumbnails) if obj is not None else []
+
     def _model(self) -> ObjectModel:
         return ObjectModel(self.snapshot(), self.backbone.device)
 
@@ -124,12 +129,12 @@ class Perception:
         grid = self.backbone.extract(rgb)
         return EncodedFrame(rgb, grid, time.perf_counter() - start)
 
-    def masks_for(self, frame: EncodedFrame, prompts: list[Prompt]) -> np.ndarray:
-        """The union of the masks of ``prompts`` on one frame (image encoded once)."""
-        height, width = frame.rgb.shape[:2]
+    def masks_for(self, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
+        """The union of the masks of ``prompts`` on one image (what teaching would learn; a preview)."""
+        height, width = require_rgb(rgb).shape[:2]
         for prompt in prompts:
             prompt.validate(width, height)
-        self.mask_predictor.set_image(frame.rgb)
+        self.mask_predictor.set_image(rgb)
         mask = np.zeros((height, width), bool)
         for prompt in prompts:
             mask |= self.mask_predictor.predict(prompt)
@@ -152,7 +157,7 @@ class Perception:
         if not exemplars:
             raise PromptError("no prompted frame given")
         if masks is None:
-            masks = [self.masks_for(frame, prompts) for frame, prompts in exemplars]
+            masks = [self.masks_for(frame.rgb, prompts) for frame, prompts in exemplars]
         views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks, strict=False)]
         # Photometric variants matter for one-shot teaching; a call with several frames already shows
         # the object under several views, so the call gets `augmentations` variants in all, spread
@@ -162,7 +167,10 @@ class Perception:
             frame, mask = exemplars[i % len(exemplars)][0], masks[i % len(masks)]
             variant = relight(frame.rgb, rng)
             views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))
-        object_id = self.memory.teach(views, name, object_id, num_exemplars=len(exemplars))
+        thumbnails = [thumbnail(f.rgb, m) for (f, _), m in zip(exemplars, masks, strict=False)]
+        object_id = self.memory.teach(
+            views, name, object_id, num_exemplars=len(exemplars), thumbnails=thumbnails
+        )
         self.finder.set_model(self._model())
         return TeachResult(object_id, masks, time.perf_counter() - start)
 

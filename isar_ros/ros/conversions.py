@@ -17,7 +17,7 @@ from isar_ros_msgs.msg import (
     ObjectMapEntry,
 )
 from isar_ros_msgs.msg import Prompt as PromptMsg
-from sensor_msgs.msg import CameraInfo, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -25,7 +25,7 @@ from isar_ros.core.geometry import Location, PinholeCamera, pose_matrix
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.object_map import MapEntry
 from isar_ros.core.prompt_mask import Prompt, PromptError
-from isar_ros.msgio.image_codec import numpy_to_image
+from isar_ros.msgio.image_codec import numpy_to_compressed, numpy_to_image
 from isar_ros.msgio.timing import split_seconds
 
 MARKER_NAMESPACE = "isar_objects"
@@ -255,3 +255,15 @@ def pose_from_msg(pose: PoseStamped) -> np.ndarray:
 
 def camera_from_msg(info: CameraInfo) -> PinholeCamera:
     return PinholeCamera.from_k(info.k, info.width, info.height)
+
+
+def mask_to_msg(mask: np.ndarray, header: Header) -> Image:
+    """A boolean mask as mono8 (255 = object)."""
+    return numpy_to_image(mask.astype(np.uint8) * 255, "mono8", header=header)
+
+
+def thumbnail_msg(thumbnails: list[np.ndarray]) -> CompressedImage:
+    """An object's first thumbnail as a JPEG message; an empty message when it has none."""
+    if not thumbnails:
+        return CompressedImage()
+    return numpy_to_compressed(thumbnails[0], "rgb8", "jpeg", msg_type=CompressedImage)

@@ -33,6 +33,7 @@ class NodeFailed(UserError):
 NODES = {  # executable name (setup.py console script / launch file) -> module
     "teach_node": "isar_ros.ros.teach_node",
     "inference_node": "isar_ros.ros.inference_node",
+    "web_node": "isar_ros.ros.web_node",
     "sim_bridge_node": "sim_bridge.bridge_node",
 }
 

@@ -49,15 +49,17 @@ from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import PromptError
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
-from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
+from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres
 from isar_ros.ros import qos
 from isar_ros.ros.conversions import (
     camera_from_msg,
     map_entry_to_msg,
+    mask_to_msg,
     object_summaries,
     pose_from_msg,
     prompt_from_msg,
     snapshot_to_msg,
+    thumbnail_msg,
 )
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
@@ -335,7 +337,7 @@ class TeachNode(ManagedNode):
         result = self.core.teach(exemplars, name=name, object_id=object_id)
         masks = []
         for (image, _), mask in zip(frames_and_prompts, result.masks, strict=False):
-            mask_msg = numpy_to_image(mask.astype(np.uint8) * 255, "mono8", header=image.header)
+            mask_msg = mask_to_msg(mask, image.header)
             self.mask_pub.publish(mask_msg)
             masks.append(mask_msg)
         unsaved = self.memory_changed()
@@ -363,6 +365,15 @@ class TeachNode(ManagedNode):
                     key = stamp_of(prompt_msg.header)
                     image = self.frames.get(key).get("image")
                 groups.setdefault(key, (image, []))[1].append(prompt_from_msg(prompt_msg))
+            if request.preview:
+                response.masks = [
+                    mask_to_msg(self.core.masks_for(self._rgb(image), prompts), image.header)
+                    for image, prompts in groups.values()
+                ]
+                response.success, response.message = True, f"proposed {len(response.masks)} mask(s)"
+                response.object_id = request.object_id
+                response.memory_version = self.core.version
+                return response
             response.object_id, response.masks, unsaved = self.teach(
                 list(groups.values()), request.name, request.object_id
             )
@@ -374,7 +385,9 @@ class TeachNode(ManagedNode):
             )
         except UserError as error:
             response.success, response.message = False, str(error)
-            self.feedback(f"teach refused: {response.message}", error=True)
+            self.feedback(
+                f"{'preview' if request.preview else 'teach'} refused: {response.message}", error=True
+            )
         response.memory_version = self.core.version
         return response
 
@@ -494,6 +507,7 @@ class TeachNode(ManagedNode):
         snapshot = self.core.snapshot()
         response.memory_version, response.backbone_id = snapshot.version, snapshot.backbone_id
         response.objects = object_summaries(snapshot)
+        response.thumbnails = [thumbnail_msg(self.core.thumbnails(o.object_id)) for o in snapshot.objects]
         return response
 
     def on_save(self, request: SaveMemory.Request, response: SaveMemory.Response) -> SaveMemory.Response:
