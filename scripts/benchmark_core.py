@@ -9,6 +9,8 @@ Measures, in one run on this machine:
    that can run here: the hand-crafted one, and DINOv2 ViT-S/14 and ViT-B/14 with *random*
    weights (the official checkpoints cannot be downloaded here; speed does not depend on the
    weights), fp32 and bfloat16 autocast;
+1b. DINOv2 ViT-S at input short sides 224 / 336 / 448 and ViT-B at 448 through torch eager fp32 and
+   OpenVINO, alternately in one run: latency, speed-up, feature agreement, first and cached start;
 2. time per frame, features excluded, for 1, 10, 100 and 1000 taught objects: a frame showing one of
    them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
@@ -126,6 +128,74 @@ def stage_latency(repeats: int) -> list[dict]:
             f"  {rows[-1]['backbone']:<22} features {rows[-1]['features']['median_ms']:8.1f} ms  "
             f"scoring {rows[-1]['scoring']['median_ms']:6.2f} ms  post "
             f"{rows[-1]['postprocess']['median_ms']:6.2f} ms"
+        )
+    return rows
+
+
+def runtimes(repeats: int) -> list[dict]:
+    """DINOv2 features at 640x480 through torch eager fp32 and OpenVINO (its precision chosen for this CPU),
+    per model and input short side, measured alternately in one run; plus OpenVINO's first start
+    (export + compile) and a second start from its cache."""
+    import os
+    import tempfile
+
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print("  OpenVINO is not installed (pip install openvino): skipped")
+        return []
+    from isar_ros.core.backbones.dinov2 import Dinov2Backbone
+
+    image, _ = test_image()
+    rows = []
+    os.environ["ISAR_OPENVINO_CACHE"] = tempfile.mkdtemp(prefix="isar-ov-bench-")
+    for name, side in [
+        ("dinov2_vits14", 224),
+        ("dinov2_vits14", 336),
+        ("dinov2_vits14", 448),
+        ("dinov2_vitb14", 448),
+    ]:
+        torch_backbone = Dinov2Backbone.from_name(
+            name, torch.device("cpu"), random_init=True, short_side=side
+        )
+        start = time.perf_counter()
+        fast = Dinov2Backbone(
+            torch_backbone.model, name, torch.device("cpu"), short_side=side, backend="openvino"
+        )
+        fast.extract(image)
+        first_start = time.perf_counter() - start
+        start = time.perf_counter()
+        again = Dinov2Backbone(
+            torch_backbone.model, name, torch.device("cpu"), short_side=side, backend="openvino"
+        )
+        again.extract(image)
+        second_start = time.perf_counter() - start
+        torch_backbone.extract(image)
+        slow, quick = [], []
+        for _ in range(max(3, repeats // 4)):  # alternate, so both see the same machine load
+            slow += timed(lambda b=torch_backbone: b.extract(image), 1)
+            quick += timed(lambda b=fast: b.extract(image), 1)
+        cosine = float((torch_backbone.extract(image).features * fast.extract(image).features).sum(-1).min())
+        rows.append(
+            {
+                "backbone": name,
+                "short_side": side,
+                "grid": list(fast.extract(image).features.shape[:2]),
+                "openvino_precision": fast.openvino.precision,
+                "torch_fp32": summary(slow),
+                "openvino": summary(quick),
+                "speedup": statistics.median(slow) / statistics.median(quick),
+                "min_cosine": cosine,
+                "openvino_first_start_s": first_start,
+                "openvino_cached_start_s": second_start,
+            }
+        )
+        r = rows[-1]
+        print(
+            f"  {name} short side {side} (grid {r['grid'][0]}x{r['grid'][1]}): torch fp32 "
+            f"{r['torch_fp32']['median_ms']:7.1f} ms, OpenVINO {r['openvino_precision']} "
+            f"{r['openvino']['median_ms']:7.1f} ms = {r['speedup']:.2f}x faster, min cosine {cosine:.6f}; "
+            f"first start {first_start:.1f} s, cached start {second_start:.2f} s (incl. one frame)"
         )
     return rows
 
@@ -266,7 +336,7 @@ def memory_footprint(repeats: int) -> list[dict]:
     return rows
 
 
-SECTIONS = ("stages", "scaling", "teach", "memory")
+SECTIONS = ("stages", "runtimes", "scaling", "teach", "memory")
 
 
 def main() -> int:
@@ -303,6 +373,9 @@ def main() -> int:
                 f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is "
                 f"{row['loop_vs_stacked']:.1f}x slower than stacked scoring"
             )
+    if "runtimes" in chosen:
+        print("1b. DINOv2 runtimes and input sizes at 640x480 (random weights)")
+        result["runtimes_640x480"] = runtimes(args.repeats)
     if "teach" in chosen:
         print("3. teach latency")
         result["teach"] = teach_latency(args.repeats)

@@ -2,6 +2,7 @@
 re-computation."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from isar_ros.core.backbones.dinov2 import (
 from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import Prompt
 from isar_ros.core.weights import WeightsNotFound
+from isar_ros.errors import ConfigurationError
 
 
 def official_state_dict(size: str, registers: int, seed: int) -> dict[str, torch.Tensor]:
@@ -163,7 +165,7 @@ def test_teach_and_find_run_end_to_end_on_dinov2_features(tmp_path, monkeypatch)
     monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
     torch.save(official_state_dict("s", 0, 3), tmp_path / "dinov2_vits14_pretrain.pth")
     config = PerceptionConfig(
-        backbone="dinov2_vits14", device="cpu", mask_predictor="grabcut", backbone_options={"short_side": 112}
+        backbone="dinov2_vits14", device="cpu", mask_predictor="grabcut", short_side=112
     )
     perception = Perception(config)
     rgb = np.full((120, 160, 3), 110, np.uint8)
@@ -176,3 +178,52 @@ def test_teach_and_find_run_end_to_end_on_dinov2_features(tmp_path, monkeypatch)
     segmentation = perception.find(perception.encode(rgb))
     assert segmentation.labels.shape == (120, 160)
     assert {i.object_id for i in segmentation.instances} <= {taught.object_id}
+
+
+def test_the_input_size_is_part_of_the_backbone_id():
+    model = DinoVisionTransformer(SPECS["s"])
+    cpu = torch.device("cpu")
+    assert Dinov2Backbone(model, "dinov2_vits14", cpu).backbone_id == "dinov2_vits14"
+    assert Dinov2Backbone(model, "dinov2_vits14", cpu, short_side=224).backbone_id == "dinov2_vits14-s224"
+    stretched = Dinov2Backbone(model, "dinov2_vits14", cpu, input_policy="stretch")
+    assert stretched.backbone_id == "dinov2_vits14-stretch560"
+
+
+def test_openvino_gives_the_torch_features_and_reuses_its_export(tmp_path, monkeypatch):
+    """Random weights in the official format, loaded from a checkpoint as a user's would be."""
+    pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("ISAR_OPENVINO_CACHE", str(tmp_path / "ov"))
+    torch.save(official_state_dict("s", 0, 4), tmp_path / "dinov2_vits14_pretrain.pth")
+    cpu = torch.device("cpu")
+    reference = Dinov2Backbone.from_name("dinov2_vits14", cpu, short_side=112)
+    fast = Dinov2Backbone.from_name(
+        "dinov2_vits14", cpu, short_side=112, backend="openvino", precision="fp32"
+    )
+    rgb = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    a, b = reference.extract(rgb).features, fast.extract(rgb).features
+    assert a.shape == b.shape == (8, 11, 384)
+    assert (a * b).sum(-1).min() > 0.999
+    assert fast.backbone_id == reference.backbone_id  # the same features: the same memories
+    (exported,) = (tmp_path / "ov").glob("dinov2_vits14-*-154x112.xml")
+    stamp = exported.stat().st_mtime_ns
+    again = Dinov2Backbone.from_name(
+        "dinov2_vits14", cpu, short_side=112, backend="openvino", precision="fp32"
+    )
+    torch.testing.assert_close(again.extract(rgb).features, b)
+    assert exported.stat().st_mtime_ns == stamp  # loaded from the cache, not exported again
+    other = official_state_dict("s", 0, 5)  # other weights: another cache entry, never the old one
+    torch.save(other, tmp_path / "dinov2_vits14_pretrain.pth")
+    Dinov2Backbone.from_name("dinov2_vits14", cpu, short_side=112, backend="openvino").extract(rgb)
+    assert len(list((tmp_path / "ov").glob("dinov2_vits14-*-154x112.xml"))) == 2
+
+
+def test_openvino_settings_are_checked_with_a_message(monkeypatch):
+    model = DinoVisionTransformer(SPECS["s"])
+    with pytest.raises(ConfigurationError, match="backend must be one of torch, openvino"):
+        Dinov2Backbone(model, "dinov2_vits14", torch.device("cpu"), backend="onnx")
+    with pytest.raises(ConfigurationError, match="runs on the CPU"):
+        Dinov2Backbone(model, "dinov2_vits14", torch.device("meta"), backend="openvino")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as where it is not installed
+    with pytest.raises(ConfigurationError, match="pip install openvino"):
+        Dinov2Backbone(model, "dinov2_vits14", torch.device("cpu"), backend="openvino")

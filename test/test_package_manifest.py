@@ -21,6 +21,7 @@ ROSDEP = {
     "rosbags": "python3-rosbags-pip",
     "threadpoolctl": "python3-threadpoolctl",
     "segment_anything": "python3-segment-anything-pip",
+    "openvino": "python3-openvino-pip",
     "tf2_ros": "tf2_ros_py",
     "ament_index_python": "ament_index_python",
 }

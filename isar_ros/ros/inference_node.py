@@ -78,14 +78,13 @@ class InferenceNodeSettings:
 
 
 INFERENCE_FIELDS = {f.name for f in fields(InferenceConfig)}
+BACKBONE_PARAMETERS = {"backbone", "device", "sam_checkpoint", "backend", "precision", "short_side"}
 
 
 def parameter_specs() -> list[Spec]:
     """The node's parameters (besides ``autostart``): its own settings, the finder's, the backbone's."""
     return (
-        specs(InferenceNodeSettings)
-        + specs(InferenceConfig)
-        + specs(PerceptionConfig, {"backbone", "device", "sam_checkpoint"})
+        specs(InferenceNodeSettings) + specs(InferenceConfig) + specs(PerceptionConfig, BACKBONE_PARAMETERS)
     )
 
 
@@ -99,7 +98,8 @@ class InferenceNode(ManagedNode):
     # ---- lifecycle ----------------------------------------------------------------------------------
     def configure(self) -> None:
         values = self.params.values
-        self.backbone = create_backbone(values["backbone"], values["device"])
+        perception = PerceptionConfig(**{k: values[k] for k in BACKBONE_PARAMETERS})
+        self.backbone = create_backbone(values["backbone"], values["device"], **perception.backbone_kwargs())
         config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
         refiner = (
             create_mask_predictor("sam", values["sam_checkpoint"], values["device"])

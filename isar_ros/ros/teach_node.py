@@ -87,7 +87,15 @@ class TeachSettings:
     )
 
 
-PERCEPTION_PARAMETERS = {"backbone", "device", "mask_predictor", "sam_checkpoint"}
+PERCEPTION_PARAMETERS = {
+    "backbone",
+    "device",
+    "mask_predictor",
+    "sam_checkpoint",
+    "backend",
+    "precision",
+    "short_side",
+}
 
 
 def parameter_specs() -> list[Spec]:

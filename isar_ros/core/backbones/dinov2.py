@@ -12,6 +12,9 @@ Features are the last layer's normalised patch tokens, each L2-normalised. Input
   multiples of 14 (aspect ratio kept, e.g. 640x480 -> 602x448 -> a 43 x 32 grid);
 * ``stretch``: resized to ``stretch_size`` x ``stretch_size`` ignoring the aspect ratio, as the
   ISAR authors do (560 -> a 40 x 40 grid).
+
+``backend``: ``torch`` (any device) or ``openvino`` (CPU, :mod:`.openvino_vit`), with ``precision``
+``auto`` / ``fp32`` / ``bf16`` for OpenVINO (the torch path takes ``bf16=True`` for autocast).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ PATCH = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAINED_IMAGE_SIZE = 518  # pos_embed holds 37 x 37 patches + the class token
+BACKENDS = ("torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -153,16 +157,16 @@ class DinoVisionTransformer(nn.Module):
         patches = patches.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
         return torch.cat([pos[:, :1], patches], dim=1).to(self.pos_embed.dtype)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """B x 3 x H x W (H, W multiples of 14, ImageNet-normalised) -> B x rows x cols x D normalised patch
-        tokens."""
+        tokens. ``pos``: the position embedding for this size, when already interpolated (export)."""
         batch, _, height, width = x.shape
         if height % PATCH or width % PATCH:
             raise ValueError(f"input {width}x{height} is not a multiple of the patch size {PATCH}")
         rows, cols = height // PATCH, width // PATCH
         tokens = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
-        tokens = tokens + self.interpolate_pos_encoding(rows, cols)
+        tokens = tokens + (self.interpolate_pos_encoding(rows, cols) if pos is None else pos)
         if self.register_tokens is not None:
             tokens = torch.cat(
                 [tokens[:, :1], self.register_tokens.expand(batch, -1, -1), tokens[:, 1:]], dim=1
@@ -209,11 +213,32 @@ class Dinov2Backbone(Backbone):
         short_side: int = 448,
         stretch_size: int = 560,
         bf16: bool = False,
+        backend: str = "torch",
+        precision: str = "auto",
     ):
+        if backend not in BACKENDS:
+            raise ConfigurationError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if backend == "openvino" and device.type != "cpu":
+            raise ConfigurationError(
+                f"backend openvino runs on the CPU; device is {device} (use backend torch on a GPU)"
+            )
         self.model = model.to(device).eval()
+        self.backend = backend
+        self.openvino = None
+        if backend == "openvino":
+            from isar_ros.core.backbones.openvino_vit import OpenVinoVit
+
+            self.openvino = OpenVinoVit(self.model, name, precision)
         self.device = device
         self.feature_dim = model.spec.dim
-        self.backbone_id = name
+        # Features at another input size are other features: a memory taught at one is refused at another.
+        self.backbone_id = (
+            name
+            if (input_policy, short_side) == ("keep_aspect", 448)
+            else (
+                f"{name}-s{short_side}" if input_policy == "keep_aspect" else f"{name}-stretch{stretch_size}"
+            )
+        )
         self.input_policy, self.short_side, self.stretch_size, self.bf16 = (
             input_policy,
             short_side,
@@ -253,8 +278,11 @@ class Dinov2Backbone(Backbone):
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            features = self.model.forward_features(x)[0].float()
+        if self.openvino is not None:
+            features = self.openvino(x)[0].float()
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                features = self.model.forward_features(x)[0].float()
         return FeatureGrid(F.normalize(features, dim=-1), (width, height))
 
 
