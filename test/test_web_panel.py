@@ -142,6 +142,16 @@ def test_binding_beyond_loopback_without_a_token_is_refused(tmp_path):
     assert "reachable from other machines" in process.output and "token" in process.output
 
 
+def drag_box(page, to_page, box: tuple[int, int, int, int]) -> None:
+    """Drag from just outside one corner of ``box`` (x, y, w, h in image pixels) to the opposite one."""
+    x, y, w, h = box
+    page.mouse.move(*to_page(x - 4, y - 4))
+    page.mouse.down()
+    page.mouse.move(*to_page(x + w // 2, y + h // 2), steps=4)
+    page.mouse.move(*to_page(x + w + 4, y + h + 4), steps=4)
+    page.mouse.up()
+
+
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -175,11 +185,7 @@ def test_teach_rename_and_forget_from_the_browser(panel, tmp_path):
             def to_page(px: float, py: float) -> tuple[float, float]:
                 return view["x"] + px * view["width"] / 640, view["y"] + py * view["height"] / 480
 
-            page.mouse.move(*to_page(x - 4, y - 4))
-            page.mouse.down()
-            page.mouse.move(*to_page(x + w // 2, y + h // 2), steps=4)
-            page.mouse.move(*to_page(x + w + 4, y + h + 4), steps=4)
-            page.mouse.up()
+            drag_box(page, to_page, MUG)
             expect(page.locator("#message")).to_contain_text("proposed mask", timeout=60_000)
             assert page.locator("#frozen").is_visible() and not page.locator("#live").is_visible()
             proposed = int(page.locator("#message").inner_text().split()[2])
@@ -200,6 +206,14 @@ def test_teach_rename_and_forget_from_the_browser(panel, tmp_path):
             expect(item).to_contain_text("last seen (", timeout=30_000)  # the teach node's object map
             page.wait_for_timeout(1500)  # the live view moves on to the overlay naming it
             page.screenshot(path=str(shots / "panel-desktop.png"))
+            # Another view of the same object (multi-shot): chosen under "Add to", no name needed.
+            object_id = item.get_attribute("data-id")
+            drag_box(page, to_page, MUG)
+            expect(page.locator("#message")).to_contain_text("proposed mask", timeout=60_000)
+            page.select_option("#target", object_id)
+            page.click("#teach-button")
+            expect(page.locator("#message")).to_contain_text(f"taught object {object_id}", timeout=60_000)
+            expect(item).to_contain_text("2 views", timeout=30_000)
             phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
             phone.goto(panel["url"])
             expect(phone.locator('li.object[data-name="red mug"]')).to_be_visible(timeout=30_000)
