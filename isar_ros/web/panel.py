@@ -59,6 +59,7 @@ FROZEN_KEPT = 4  # frozen frames kept (one per browser tab prompting at once is 
 PRESENT_S = 2.0  # an object counts as present when the last instances within this many seconds hold it
 MAX_BODY = 64 * 1024  # bytes of a POST body
 MAX_STREAMS = 4  # MJPEG clients at once
+LIST_REUSE_S = 0.5  # the teach node's object list is asked at most this often
 MAX_AGE_S = 7 * 86400.0  # a "last seen" older than this (or in the future) means the clocks disagree
 
 
@@ -180,6 +181,19 @@ class Panel:
         self._seen: dict[int, dict[str, Any]] = {}
         self.streams = 0
         self.stopping = threading.Event()
+        self._listed: tuple[float, list[ObjectEntry]] = (-1e9, [])
+
+    def _entries(self) -> list[ObjectEntry]:
+        """The teach node's list, asked at most every :data:`LIST_REUSE_S` (browsers poll it)."""
+        when, entries = self._listed
+        if time.monotonic() - when > LIST_REUSE_S:
+            entries = self.service.objects()
+            self._listed = (time.monotonic(), entries)
+        return entries
+
+    def changed(self) -> None:
+        """The memory changed through the panel: list it afresh next time."""
+        self._listed = (-1e9, [])
 
     # ---- fed by the node ---------------------------------------------------------------------------
     def camera_frame(self, rgb: np.ndarray) -> None:
@@ -218,6 +232,24 @@ class Panel:
         with self._lock:
             self._view_jpeg = (seq, data)
         return seq, data
+
+    def stop(self) -> None:
+        """Wake and end every live stream (the server is shutting down)."""
+        with self._lock:
+            self.stopping.set()
+            self._new_view.notify_all()
+
+    def open_stream(self) -> bool:
+        """Count a new live-view client; False when :data:`MAX_STREAMS` are open already."""
+        with self._lock:
+            if self.streams >= MAX_STREAMS:
+                return False
+            self.streams += 1
+            return True
+
+    def close_stream(self) -> None:
+        with self._lock:
+            self.streams -= 1
 
     def wait_for_view(self, after: int, timeout: float) -> None:
         with self._lock:
@@ -267,10 +299,11 @@ class Panel:
         if not isinstance(name, str) or (object_id == 0 and not name.strip()):
             raise BadRequest("give the new object a name")
         answer = self.service.teach(rgb, prompts, name.strip(), object_id, preview=False)
+        self.changed()
         return {"ok": answer.ok, "message": answer.message, "object_id": answer.object_id}
 
     def objects(self) -> list[dict[str, Any]]:
-        entries = self.service.objects()
+        entries = self._entries()
         with self._lock:
             scores, when = self._found
             seen = {k: dict(v) for k, v in self._seen.items()}
@@ -293,7 +326,7 @@ class Panel:
         ]
 
     def thumbnail(self, object_id: int) -> bytes:
-        for entry in self.service.objects():
+        for entry in self._entries():
             if entry.object_id == object_id and entry.thumbnail_jpeg:
                 return entry.thumbnail_jpeg
         raise LookupError(f"object {object_id} has no thumbnail")
@@ -326,9 +359,7 @@ class PanelServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.panel.stopping.set()
-        with self.panel._lock:
-            self.panel._new_view.notify_all()
+        self.panel.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
@@ -426,10 +457,9 @@ class PanelHandler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         panel = self.panel
-        if panel.streams >= MAX_STREAMS:
+        if not panel.open_stream():
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"at most {MAX_STREAMS} live views at once")
             return
-        panel.streams += 1
         try:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=isarframe")
@@ -447,7 +477,7 @@ class PanelHandler(BaseHTTPRequestHandler):
                 panel.wait_for_view(sent, timeout=1.0)
                 time.sleep(max(0.0, period - (time.monotonic() - start)))
         finally:
-            panel.streams -= 1
+            panel.close_stream()
             self.close_connection = True
 
     # ---- POST -------------------------------------------------------------------------------------
@@ -505,4 +535,5 @@ class PanelHandler(BaseHTTPRequestHandler):
             ok, message = panel.service.rename(object_id, name.strip())
         else:
             ok, message = panel.service.forget(object_id)
+        panel.changed()
         return {"ok": ok, "message": message}
