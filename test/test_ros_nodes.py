@@ -96,24 +96,26 @@ def ros(tmp_path_factory):
     camera = Camera(client)
     memory_dir = tmp_path_factory.mktemp("memory")
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
-    teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
-    inference = graph.start(
-        NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}), "inference"
-    )
-    client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
-    state = {
-        "client": client,
-        "camera": camera,
-        "graph": graph,
-        "memory_dir": memory_dir,
-        "teach": teach,
-        "inference": inference,
-    }
-    yield state
-    camera.stop()
-    graph.stop()
-    client.close()
-    rclpy.shutdown()
+    try:
+        teach = graph.start(NodeSpec("teach_node", {"memory_dir": str(memory_dir)}), "teach")
+        inference = graph.start(
+            NodeSpec("inference_node", {"image_reliability": "reliable", "status_period_s": 0.2}),
+            "inference",
+        )
+        client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
+        yield {
+            "client": client,
+            "camera": camera,
+            "graph": graph,
+            "memory_dir": memory_dir,
+            "teach": teach,
+            "inference": inference,
+        }
+    finally:  # also when starting failed: no node outlives the test
+        camera.stop()
+        graph.stop()
+        client.close()
+        rclpy.shutdown()
 
 
 def teach_red(client, name="red mug", image=None) -> TeachObject.Response:

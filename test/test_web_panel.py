@@ -46,30 +46,34 @@ def panel(tmp_path_factory):
     client.listen("/isar_inference/instances", InstanceSegmentation)
     camera = Camera(client, scene(CAMERA_OBJECTS, seed=5, size=(480, 640))[0])
     graph = Graph(log_dir=tmp_path_factory.mktemp("logs"))
-    graph.start(NodeSpec("teach_node", {"memory_dir": str(tmp_path_factory.mktemp("memory"))}), "teach")
-    graph.start(NodeSpec("inference_node", {"image_reliability": "reliable"}), "inference")
-    port, token_port = free_port(), free_port()
-    graph.start(NodeSpec("web_node", {"port": port}), "web")
-    graph.start(
-        NodeSpec(
-            "web_node", {"port": token_port, "token": TOKEN, "teach_node": "/isar_teach"}, namespace="guarded"
-        ),
-        "web with token",
-    )
-    client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
-    url = f"http://127.0.0.1:{port}/"
+    try:
+        graph.start(NodeSpec("teach_node", {"memory_dir": str(tmp_path_factory.mktemp("memory"))}), "teach")
+        graph.start(NodeSpec("inference_node", {"image_reliability": "reliable"}), "inference")
+        port, token_port = free_port(), free_port()
+        graph.start(NodeSpec("web_node", {"port": port}), "web")
+        graph.start(
+            NodeSpec(
+                "web_node",
+                {"port": token_port, "token": TOKEN, "teach_node": "/isar_teach"},
+                namespace="guarded",
+            ),
+            "web with token",
+        )
+        client.call_fresh_node("/isar_teach/list", ListObjects, ListObjects.Request())
+        url = f"http://127.0.0.1:{port}/"
 
-    def first_image() -> bool:
-        dead = graph.failed()
-        assert dead is None, f"{dead.name} exited: {dead.log_path.read_text()[-2000:]}"
-        return http(url + "view.jpg")[0] == 200
+        def first_image() -> bool:
+            dead = graph.failed()
+            assert dead is None, f"{dead.name} exited: {dead.log_path.read_text()[-2000:]}"
+            return http(url + "view.jpg")[0] == 200
 
-    wait_until(first_image, 60, "the panel's first camera image")
-    yield {"url": url, "token_url": f"http://127.0.0.1:{token_port}/", "client": client, "graph": graph}
-    camera.stop()
-    graph.stop()
-    client.close()
-    rclpy.shutdown()
+        wait_until(first_image, 60, "the panel's first camera image")
+        yield {"url": url, "token_url": f"http://127.0.0.1:{token_port}/", "client": client, "graph": graph}
+    finally:  # also when starting failed: no node outlives the test
+        camera.stop()
+        graph.stop()
+        client.close()
+        rclpy.shutdown()
 
 
 def http(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
@@ -211,6 +215,7 @@ def test_teach_rename_and_forget_from_the_browser(panel, tmp_path):
             drag_box(page, to_page, MUG)
             expect(page.locator("#message")).to_contain_text("proposed mask", timeout=60_000)
             page.select_option("#target", object_id)
+            expect(page.locator("#teach-button")).to_have_text("Add view")
             page.click("#teach-button")
             expect(page.locator("#message")).to_contain_text(f"taught object {object_id}", timeout=60_000)
             expect(item).to_contain_text("2 views", timeout=30_000)

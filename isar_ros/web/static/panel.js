@@ -193,7 +193,9 @@ $("teach-form").addEventListener("submit", async (event) => {
   if (!answer.ok) { say(answer.message, true); $("teach-button").disabled = false; return; }
   say(answer.message);
   $("name").value = "";
+  $("target").value = "0";
   liveMode();
+  targetChanged();
   refreshObjects();
 });
 
@@ -256,7 +258,16 @@ async function refreshObjects() {
   target.replaceChildren(new Option("a new object", "0"),
     ...answer.objects.map((o) => new Option(o.name + " (another view)", String(o.id))));
   target.value = answer.objects.some((o) => String(o.id) === chosen) ? chosen : "0";
+  targetChanged();
 }
+
+function targetChanged() {  // Teach a new object, or Add view to the chosen one (multi-shot)
+  const adding = $("target").value !== "0";
+  $("teach-button").textContent = adding ? "Add view" : "Teach";
+  $("name").disabled = adding;
+}
+
+$("target").addEventListener("change", targetChanged);
 
 async function renameObject(o) {
   const name = window.prompt("New name for " + o.name, o.name);
