@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,21 @@ def main() -> int:
         action="store_true",
         help="also publish depth (16UC1), camera_info and a camera pose with every image: 3-D per instance",
     )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="a parameter of the inference node (repeatable), e.g. -p pipeline:=false",
+    )
     args = parser.parse_args()
+    node_parameters = {}
+    for pair in args.param:
+        name, sep, value = pair.partition(":=")
+        if not sep:
+            parser.error(f"-p {pair}: expected NAME:=VALUE")
+        node_parameters[name] = yaml.safe_load(value)
 
     weights = tempfile.mkdtemp(prefix="isar_weights_")
     if args.backbone.startswith("dinov2"):
@@ -126,7 +141,10 @@ def main() -> int:
 
     with Graph(log_dir=Path(tempfile.mkdtemp(prefix="isar_measure_"))) as graph:
         graph.start(
-            NodeSpec("inference_node", {"backbone": args.backbone, "device": "cpu", "status_period_s": 1.0})
+            NodeSpec(
+                "inference_node",
+                {"backbone": args.backbone, "device": "cpu", "status_period_s": 1.0, **node_parameters},
+            )
         )
         deadline = time.monotonic() + 120
         while not statuses and time.monotonic() < deadline:
@@ -154,6 +172,7 @@ def main() -> int:
         "latency_ms_p90": float(last["latency_ms_p90"]),
         "dropped_frames": int(last["dropped_frames"]),
         "objects": args.objects,
+        "parameters": node_parameters,
         "device": last["device"],
         "seconds_measured": args.seconds,
         "frames_sent_in_window": int(frames_in),
@@ -161,7 +180,12 @@ def main() -> int:
     }
     print(json.dumps(result, indent=1))
     previous = json.loads(args.out.read_text()) if args.out.is_file() else []
-    previous = [r for r in previous if r["backbone"] != result["backbone"]] + [result]
+    previous = [
+        r
+        for r in previous
+        if (r["backbone"], r.get("parameters", {}), r["image"])
+        != (result["backbone"], node_parameters, result["image"])
+    ] + [result]
     args.out.write_text(json.dumps(previous, indent=1))
     executor.shutdown()
     rclpy.try_shutdown()

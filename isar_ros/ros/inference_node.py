@@ -2,7 +2,8 @@
 
 Always works on the newest frame: the image callback only drops the frame into a one-slot mailbox
 (a frame still waiting there when a newer one arrives is dropped and counted); a worker thread
-takes the newest, runs the backbone and the instance finder, and publishes ``~/instances``
+takes the newest and runs the backbone, a second one (``pipeline``, the default) runs the instance
+finder on it while the first already computes the next frame's features, and publishes ``~/instances``
 (header = the image's), ``~/label_image`` (mono16), ``~/overlay`` (rgb8, when ``publish_overlay``)
 and ``~/camera_info`` (the camera's, stamped like the outputs, for RViz and image_proc). A new memory
 arriving on ``memory`` is checked and swapped in between two frames; a bad one is refused and the
@@ -62,6 +63,10 @@ class InferenceNodeSettings:
     publish_overlay: bool = setting(
         True, "publish ~/overlay (rgb8 with the found objects drawn) for RViz", runtime=True
     )
+    pipeline: bool = setting(
+        True,
+        "two workers: the backbone of the next frame runs while this frame is post-processed and published",
+    )
     image_reliability: str = setting(
         "best_effort", "QoS reliability of the image subscription", choices=qos.IMAGE_RELIABILITY
     )
@@ -93,7 +98,9 @@ class InferenceNode(ManagedNode):
         super().__init__(topics.INFERENCE_NODE, parameter_specs())
         self._running = False
         self._image_subscription: Any = None
-        self.worker: threading.Thread | None = None
+        self.workers: list[threading.Thread] = []
+        # pipeline: a frame whose features are computed, waiting for the publishing worker (one slot)
+        self._handoff: tuple[Image, float, Any, Any] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -163,8 +170,16 @@ class InferenceNode(ManagedNode):
         qos_profile = qos.camera_qos(self.params.values["image_reliability"])
         self._image_subscription = self.create_subscription(Image, topics.IMAGE, self.on_image, qos_profile)
         self._running = True
-        self.worker = threading.Thread(target=self._work, name="isar_inference_worker", daemon=True)
-        self.worker.start()
+        self._handoff = None
+        if self.params.values["pipeline"]:
+            self.workers = [
+                threading.Thread(target=self._extract_work, name="isar_inference_features", daemon=True),
+                threading.Thread(target=self._publish_work, name="isar_inference_publish", daemon=True),
+            ]
+        else:
+            self.workers = [threading.Thread(target=self._work, name="isar_inference_worker", daemon=True)]
+        for worker in self.workers:
+            worker.start()
 
     def deactivate(self) -> None:
         self._stop_worker()
@@ -206,7 +221,7 @@ class InferenceNode(ManagedNode):
             if self._mailbox is not None:
                 self.dropped += 1
             self._mailbox = (msg, time.monotonic())
-            self._wake.notify()
+            self._wake.notify_all()
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.last_info = msg
@@ -231,27 +246,65 @@ class InferenceNode(ManagedNode):
         response.success, response.message = True, "temporal state cleared"
         return response
 
-    # ---- the worker ----------------------------------------------------------------------------------
+    # ---- the workers --------------------------------------------------------------------------------
+    # One worker (pipeline: false) takes the newest frame, computes its features and publishes its
+    # segmentation. With the pipeline, a features worker does the first half and hands the frame over
+    # through a one-slot handoff (waiting while the slot is full, so no computed frame is dropped), and a
+    # publishing worker does the rest: frame t+1's backbone overlaps frame t's masks, overlay and
+    # publishing. Frames are published in arrival order and each with exactly the one-worker result.
+    def _next_frame(self) -> tuple[Image, float] | None:
+        with self._wake:
+            while self._mailbox is None and self._running:
+                self._wake.wait(timeout=0.5)
+            if not self._running:
+                return None
+            taken, self._mailbox = self._mailbox, None
+            return taken
+
+    def _guarded(self, step: Any, *args: Any) -> Any:
+        """``step(*args)``; a bad frame is counted and skipped (None), the stream goes on."""
+        try:
+            return step(*args)
+        except UserError as error:
+            self._skipped(f"frame skipped: {error}")
+        except Exception as error:  # noqa: BLE001 - one bad frame must not stop the stream
+            if self.context.ok():  # else shutting down: the publishers are gone, the frame is fine
+                self._skipped(f"frame skipped after an unexpected error (a bug; please report it): {error!r}")
+        return None
+
     def _work(self) -> None:
-        while self._running:
+        while (taken := self._next_frame()) is not None:
+            extracted = self._guarded(self._extract, *taken)
+            if extracted is not None:
+                self._guarded(self._publish, *extracted)
+
+    def _extract_work(self) -> None:
+        while (taken := self._next_frame()) is not None:
+            extracted = self._guarded(self._extract, *taken)
+            if extracted is None:
+                continue
             with self._wake:
-                while self._mailbox is None and self._running:
+                while self._handoff is not None and self._running:
+                    self._wake.wait(timeout=0.5)
+                self._handoff = extracted
+                self._wake.notify_all()
+
+    def _publish_work(self) -> None:
+        while True:
+            with self._wake:
+                while self._handoff is None and self._running:
                     self._wake.wait(timeout=0.5)
                 if not self._running:
                     return
-                msg, arrived = self._mailbox
-                self._mailbox = None
-            if self._pending_model is not None:
-                self.finder.set_model(self._pending_model)
-                self._pending_model = None
-            try:
-                self._process(msg, arrived)
-            except UserError as error:
-                self._skipped(f"frame skipped: {error}")
-            except Exception as error:  # noqa: BLE001 - one bad frame must not stop the stream
-                if not self.context.ok():
-                    return  # shutting down: the publishers are gone, nothing is wrong with the frame
-                self._skipped(f"frame skipped after an unexpected error (a bug; please report it): {error!r}")
+                extracted, self._handoff = self._handoff, None
+                self._wake.notify_all()
+            self._guarded(self._publish, *extracted)
+
+    def _extract(self, msg: Image, arrived: float) -> tuple[Image, float, Any, Any]:
+        rgb, note = camera_rgb(msg)
+        if note:
+            self.get_logger().warning(note, once=True)
+        return msg, arrived, rgb, self.backbone.extract(rgb)
 
     def _skipped(self, problem: str) -> None:
         self.bad_frames += 1
@@ -259,11 +312,11 @@ class InferenceNode(ManagedNode):
         self.last_problem = problem
         self.get_logger().error(problem, throttle_duration_sec=2.0)
 
-    def _process(self, msg: Image, arrived: float) -> None:
-        rgb, note = camera_rgb(msg)
-        if note:
-            self.get_logger().warning(note, once=True)
-        segmentation = self.finder.find(self.backbone.extract(rgb), rgb)
+    def _publish(self, msg: Image, arrived: float, rgb: Any, grid: Any) -> None:
+        if self._pending_model is not None:  # a new memory is swapped in between two frames
+            self.finder.set_model(self._pending_model)
+            self._pending_model = None
+        segmentation = self.finder.find(grid, rgb)
         parts = self.frames.parts(stamp_of(msg.header))  # depth, camera_info, pose of this image's stamp
         world_frame = self._locate(segmentation, parts)
         instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
@@ -300,11 +353,11 @@ class InferenceNode(ManagedNode):
 
     def _stop_worker(self) -> None:
         self._running = False
-        if self.worker is not None:
-            with self._wake:
-                self._wake.notify()
-            self.worker.join(timeout=5.0)
-            self.worker = None
+        with self._wake:
+            self._wake.notify_all()
+        for worker in self.workers:
+            worker.join(timeout=5.0)
+        self.workers = []
 
     # ---- status -------------------------------------------------------------------------------------
     @property
