@@ -62,3 +62,13 @@ class LatencyMeter:
                 return [float("nan")] * len(qs)
             values = [v for _, v in self._values]
             return [float(np.percentile(values, q)) for q in qs]
+
+
+class RunningMean:
+    """An exponentially weighted mean of recent durations (0 until the first)."""
+
+    def __init__(self, weight: float = 0.2):
+        self.value, self.weight = 0.0, weight
+
+    def add(self, sample: float) -> None:
+        self.value = sample if self.value == 0.0 else self.value + self.weight * (sample - self.value)
