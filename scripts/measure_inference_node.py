@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,12 +62,16 @@ def main() -> int:
         help="a parameter of the inference node (repeatable), e.g. -p pipeline:=false",
     )
     args = parser.parse_args()
+    from isar_ros.ros.inference_node import parameter_specs
+    from isar_ros.settings import convert
+
+    specs = {spec.name: spec for spec in parameter_specs()}
     node_parameters = {}
-    for pair in args.param:
+    for pair in args.param:  # checked and converted as `isar-ros up -p` does
         name, sep, value = pair.partition(":=")
-        if not sep:
-            parser.error(f"-p {pair}: expected NAME:=VALUE")
-        node_parameters[name] = yaml.safe_load(value)
+        if not sep or name not in specs:
+            parser.error(f"-p {pair}: expected NAME:=VALUE with a parameter of the inference node")
+        node_parameters[name] = convert(specs[name], value)
 
     weights = tempfile.mkdtemp(prefix="isar_weights_")
     if args.backbone.startswith("dinov2"):

@@ -42,7 +42,7 @@ class PerceptionConfig:
     device: str = setting("auto", "auto (cuda when available), cpu or cuda[:N]")
     backend: str = setting(
         "torch",
-        "DINOv2 runtime: torch (any device) or openvino (CPU, ~2.7x faster; needs pip install openvino)",
+        "DINOv2 runtime: torch (any device) or openvino (CPU, fastest with AVX-512; pip install openvino)",
         choices=("torch", "openvino"),
     )
     precision: str = setting(
@@ -54,12 +54,6 @@ class PerceptionConfig:
         448, "DINOv2 input short side, pixels (224 / 336 / 448: speed against detail)", low=112, high=1036
     )
     backbone_options: dict = field(default_factory=dict)
-
-    def backbone_kwargs(self) -> dict:
-        """Options for :func:`create_backbone`: the DINOv2 runtime settings, then ``backbone_options``."""
-        runtime = {"backend": self.backend, "precision": self.precision, "short_side": self.short_side}
-        return {**(runtime if self.backbone.startswith("dinov2_") else {}), **self.backbone_options}
-
     mask_predictor: str = setting(
         "auto", "auto (SAM if its checkpoint is found), sam or grabcut", choices=("auto", "sam", "grabcut")
     )
@@ -67,6 +61,11 @@ class PerceptionConfig:
     augmentations: int = 2  # photometric variants per teach call (other lighting, other rooms)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def backbone_kwargs(self) -> dict:
+        """Options for :func:`create_backbone`: the DINOv2 runtime settings, then ``backbone_options``."""
+        runtime = {"backend": self.backend, "precision": self.precision, "short_side": self.short_side}
+        return {**(runtime if self.backbone.startswith("dinov2_") else {}), **self.backbone_options}
 
 
 @dataclass

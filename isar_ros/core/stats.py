@@ -72,3 +72,30 @@ class RunningMean:
 
     def add(self, sample: float) -> None:
         self.value = sample if self.value == 0.0 else self.value + self.weight * (sample - self.value)
+
+
+class StagePacer:
+    """When a two-stage pipeline's first stage should take its next item.
+
+    The second stage (post-processing, publishing) takes over an item at ``taken(now)`` and is done at
+    ``done(now)``; the first stage (features) reports its durations with ``first_stage(seconds)``. An item
+    started earlier than :meth:`start_at` would only wait for the second stage while newer input
+    arrives: the first stage should start so late that it finishes just as the second becomes free.
+    """
+
+    def __init__(self) -> None:
+        self.second, self.first = RunningMean(), RunningMean()
+        self._taken = 0.0
+
+    def taken(self, now: float) -> None:
+        self._taken = now
+
+    def done(self, now: float) -> None:
+        self.second.add(now - self._taken)
+
+    def first_stage(self, seconds: float) -> None:
+        self.first.add(seconds)
+
+    def start_at(self) -> float:
+        """The monotonic time at which to start the first stage of the next item."""
+        return self._taken + self.second.value - self.first.value

@@ -36,11 +36,11 @@ from isar_ros.core.locate import locate_instances
 from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory_snapshot import MemoryFormatError
 from isar_ros.core.perception import PerceptionConfig
-from isar_ros.core.stats import LatencyMeter, RateMeter, RunningMean
+from isar_ros.core.stats import LatencyMeter, RateMeter, StagePacer
 from isar_ros.core.visualize import overlay
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
-from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres, numpy_to_image
+from isar_ros.msgio.image_codec import depth_to_metres, numpy_to_image
 from isar_ros.ros import qos
 from isar_ros.ros.conversions import (
     camera_from_msg,
@@ -55,8 +55,6 @@ from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
 
 WINDOW_S = 5.0  # status is judged on this many recent seconds
-
-
 FRAMES_KEPT = 10  # stamps of depth / camera_info / pose kept for pairing with images
 
 
@@ -107,8 +105,8 @@ class InferenceNode(ManagedNode):
     # ---- lifecycle ----------------------------------------------------------------------------------
     def configure(self) -> None:
         values = self.params.values
-        perception = PerceptionConfig(**{k: values[k] for k in BACKBONE_PARAMETERS})
-        self.backbone = create_backbone(values["backbone"], values["device"], **perception.backbone_kwargs())
+        backbone = PerceptionConfig(**{k: values[k] for k in BACKBONE_PARAMETERS})
+        self.backbone = create_backbone(backbone.backbone, backbone.device, **backbone.backbone_kwargs())
         config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
         refiner = (
             create_mask_predictor("sam", values["sam_checkpoint"], values["device"])
@@ -173,8 +171,7 @@ class InferenceNode(ManagedNode):
         self._image_subscription = self.create_subscription(Image, topics.IMAGE, self.on_image, qos_profile)
         self._running = True
         self._handoff = None
-        self._publish_started = 0.0
-        self._publish_s, self._extract_s = RunningMean(), RunningMean()  # seconds per frame, recent
+        self._pacer = StagePacer()
         if self.params.values["pipeline"]:
             self.workers = [
                 threading.Thread(target=self._extract_work, name="isar_inference_features", daemon=True),
@@ -253,11 +250,11 @@ class InferenceNode(ManagedNode):
     # ---- the workers --------------------------------------------------------------------------------
     # One worker (pipeline: false) takes the newest frame, computes its features and publishes its
     # segmentation. With the pipeline, a features worker does the first half and hands the frame over
-    # through a one-slot handoff (no computed frame is dropped), and a
-    # publishing worker does the rest: frame t+1's backbone overlaps frame t's masks, overlay and
-    # publishing. The features worker takes the newest frame only when the slot is free (the publishing
-    # worker has just started on the previous one), so at most two frames are in flight. Frames are
-    # published in arrival order and each with exactly the one-worker result.
+    # through a one-slot handoff (no computed frame is dropped), and a publishing worker does the rest:
+    # frame t+1's backbone overlaps frame t's masks, overlay and publishing. The features worker takes
+    # the newest frame only when the slot is free, and then as late as core.stats.StagePacer says, so
+    # at most two frames are in flight. Frames are published in arrival order, each with exactly the
+    # one-worker result.
     def _next_frame(self) -> tuple[Image, float] | None:
         with self._wake:
             while self._mailbox is None and self._running:
@@ -286,20 +283,17 @@ class InferenceNode(ManagedNode):
 
     def _extract_work(self) -> None:
         while True:
-            # Take a frame only once the publishing worker has taken over the previous one, and then so
-            # late that its features are ready just as that worker becomes free: a frame taken earlier
-            # would wait for it while newer ones arrive (more latency, no more throughput).
             with self._wake:
                 while self._handoff is not None and self._running:
                     self._wake.wait(timeout=0.5)
-                start = self._publish_started + self._publish_s.value - self._extract_s.value
+                start = self._pacer.start_at()
                 while self._running and time.monotonic() < start:
                     self._wake.wait(timeout=start - time.monotonic())
             if (taken := self._next_frame()) is None:
                 return
             began = time.monotonic()
             extracted = self._guarded(self._extract, *taken)
-            self._extract_s.add(time.monotonic() - began)
+            self._pacer.first_stage(time.monotonic() - began)
             if extracted is not None:
                 with self._wake:
                     self._handoff = extracted
@@ -313,15 +307,13 @@ class InferenceNode(ManagedNode):
                 if not self._running:
                     return
                 extracted, self._handoff = self._handoff, None
-                self._publish_started = time.monotonic()
+                self._pacer.taken(time.monotonic())
                 self._wake.notify_all()
             self._guarded(self._publish, *extracted)
-            self._publish_s.add(time.monotonic() - self._publish_started)
+            self._pacer.done(time.monotonic())
 
     def _extract(self, msg: Image, arrived: float) -> tuple[Image, float, Any, Any]:
-        rgb, note = camera_rgb(msg)
-        if note:
-            self.get_logger().warning(note, once=True)
+        rgb = self.camera_rgb(msg)
         return msg, arrived, rgb, self.backbone.extract(rgb)
 
     def _skipped(self, problem: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from isar_ros.errors import ConfigurationError, UserError
+from isar_ros.msgio.image_codec import camera_rgb
 from isar_ros.ros.parameters import NodeParameters
 from isar_ros.settings import Spec
 
@@ -45,6 +46,14 @@ class ManagedNode(LifecycleNode):
 
     def on_parameters(self, changes: dict[str, Any]) -> None:
         """Apply run-time parameter changes (already checked); raise :class:`UserError` to refuse."""
+
+    def camera_rgb(self, msg: Any) -> Any:
+        """The image as H x W x 3 uint8 RGB (:class:`UserError` if it cannot be); what had to be converted
+        (grey, 16 bit) is warned about once."""
+        rgb, note = camera_rgb(msg)
+        if note:
+            self.get_logger().warning(note, once=True)
+        return rgb
 
     # ---- transitions ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from geometry_msgs.msg import Point, PointStamped, PoseStamped
 from isar_ros_msgs.msg import InstanceMemory
 from isar_ros_msgs.msg import ObjectMap as ObjectMapMsg
@@ -49,7 +48,7 @@ from isar_ros.core.perception import Perception, PerceptionConfig
 from isar_ros.core.prompt_mask import PromptError
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
-from isar_ros.msgio.image_codec import camera_rgb, depth_to_metres
+from isar_ros.msgio.image_codec import depth_to_metres
 from isar_ros.ros import qos
 from isar_ros.ros.conversions import (
     camera_from_msg,
@@ -341,7 +340,9 @@ class TeachNode(ManagedNode):
         """Encode each frame once, teach, publish the masks and the memory. Raises UserError.
 
         Returns (object id, mask messages, why it was not saved or "")."""
-        exemplars = [(self.core.encode(self._rgb(image)), prompts) for image, prompts in frames_and_prompts]
+        exemplars = [
+            (self.core.encode(self.camera_rgb(image)), prompts) for image, prompts in frames_and_prompts
+        ]
         result = self.core.teach(exemplars, name=name, object_id=object_id)
         masks = []
         for (image, _), mask in zip(frames_and_prompts, result.masks, strict=False):
@@ -355,12 +356,6 @@ class TeachNode(ManagedNode):
         )
         return result.object_id, masks, unsaved
 
-    def _rgb(self, image: Image) -> np.ndarray:
-        rgb, note = camera_rgb(image)
-        if note:
-            self.get_logger().warning(note, once=True)
-        return rgb
-
     def on_teach(self, request: TeachObject.Request, response: TeachObject.Response) -> TeachObject.Response:
         try:
             if not request.prompts:
@@ -373,24 +368,23 @@ class TeachNode(ManagedNode):
                     key = stamp_of(prompt_msg.header)
                     image = self.frames.get(key).get("image")
                 groups.setdefault(key, (image, []))[1].append(prompt_from_msg(prompt_msg))
-            if request.preview:
+            if request.preview:  # the masks teaching would learn; nothing changes
+                response.object_id, response.success = request.object_id, True
                 response.masks = [
-                    mask_to_msg(self.core.masks_for(self._rgb(image), prompts), image.header)
+                    mask_to_msg(self.core.masks_for(self.camera_rgb(image), prompts), image.header)
                     for image, prompts in groups.values()
                 ]
-                response.success, response.message = True, f"proposed {len(response.masks)} mask(s)"
-                response.object_id = request.object_id
-                response.memory_version = self.core.version
-                return response
-            response.object_id, response.masks, unsaved = self.teach(
-                list(groups.values()), request.name, request.object_id
-            )
-            response.success = not unsaved
-            response.message = (
-                f"taught object {response.object_id} ({self.name_of(response.object_id)})"
-                if not unsaved
-                else f"taught object {response.object_id} but not saved: {unsaved}"
-            )
+                response.message = f"proposed {len(response.masks)} mask(s)"
+            else:
+                response.object_id, response.masks, unsaved = self.teach(
+                    list(groups.values()), request.name, request.object_id
+                )
+                response.success = not unsaved
+                response.message = (
+                    f"taught object {response.object_id} ({self.name_of(response.object_id)})"
+                    if not unsaved
+                    else f"taught object {response.object_id} but not saved: {unsaved}"
+                )
         except UserError as error:
             response.success, response.message = False, str(error)
             self.feedback(

@@ -20,13 +20,13 @@ from isar_ros.core.frames import stamp_seconds
 from isar_ros.core.prompt_mask import Prompt
 from isar_ros.errors import UserError
 from isar_ros.msgio import topics
-from isar_ros.msgio.image_codec import camera_rgb, image_to_numpy, numpy_to_image
+from isar_ros.msgio.image_codec import image_to_numpy, numpy_to_image
 from isar_ros.ros import qos, services
 from isar_ros.ros.conversions import prompt_to_msg
 from isar_ros.ros.lifecycle import ManagedNode
 from isar_ros.ros.node_main import run_node
 from isar_ros.settings import Spec, setting, specs
-from isar_ros.web.panel import ObjectEntry, Panel, PanelServer, TeachAnswer, WebSettings
+from isar_ros.web.panel import LazyImage, ObjectEntry, Panel, PanelServer, TeachAnswer, WebSettings
 
 WEB_NODE = "isar_web"
 
@@ -83,10 +83,10 @@ class TeachNodeClient:
 
     def objects(self) -> list[ObjectEntry]:
         answer = self._call("list", ListObjects.Request())
-        thumbnails = list(answer.thumbnails) + [None] * len(answer.objects)
+        jpegs = [bytes(t.data) for t in answer.thumbnails]  # one per object; none from older teach nodes
         return [
-            ObjectEntry(o.object_id, o.name, o.num_exemplars, bytes(t.data) if t is not None else b"")
-            for o, t in zip(answer.objects, thumbnails, strict=False)
+            ObjectEntry(o.object_id, o.name, o.num_exemplars, jpegs[k] if k < len(jpegs) else b"")
+            for k, o in enumerate(answer.objects)
         ]
 
     def rename(self, object_id: int, name: str) -> tuple[bool, str]:
@@ -143,25 +143,23 @@ class WebNode(ManagedNode):
             self.server = None
 
     # ---- inputs -----------------------------------------------------------------------------------
-    def _rgb(self, msg: Image) -> Any:
-        try:
-            rgb, note = camera_rgb(msg)
-        except UserError as error:
-            self.get_logger().warning(f"image refused: {error}", throttle_duration_sec=10.0)
-            return None
-        if note:
-            self.get_logger().warning(note, once=True)
-        return rgb
+    def _lazy_rgb(self, msg: Image) -> LazyImage:
+        """Converted only when the browser needs it; a refused image is logged and shown as none."""
+
+        def convert() -> Any:
+            try:
+                return self.camera_rgb(msg)
+            except UserError as error:
+                self.get_logger().warning(f"image refused: {error}", throttle_duration_sec=10.0)
+                return None
+
+        return LazyImage(convert)
 
     def on_image(self, msg: Image) -> None:
-        rgb = self._rgb(msg)
-        if rgb is not None:
-            self.panel.camera_frame(rgb)
+        self.panel.camera_frame(self._lazy_rgb(msg))
 
     def on_overlay(self, msg: Image) -> None:
-        rgb = self._rgb(msg)
-        if rgb is not None:
-            self.panel.overlay_frame(rgb)
+        self.panel.overlay_frame(self._lazy_rgb(msg))
 
     def on_instances(self, msg: InstanceSegmentation) -> None:
         self.panel.instances({int(i.object_id): float(i.score) for i in msg.instances})

@@ -37,6 +37,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import SimpleCookie
@@ -114,6 +115,20 @@ class TeachService(Protocol):
     def save(self) -> tuple[bool, str]: ...
 
 
+class LazyImage:
+    """An image converted from its message only when first asked for (the node receives up to 30 a second;
+    the browser sees a few of them). ``get()`` gives the RGB array, or None when it cannot be converted."""
+
+    def __init__(self, convert: Callable[[], np.ndarray | None]):
+        self._convert: Callable[[], np.ndarray | None] | None = convert
+        self._rgb: np.ndarray | None = None
+
+    def get(self) -> np.ndarray | None:
+        if self._convert is not None:
+            self._rgb, self._convert = self._convert(), None
+        return self._rgb
+
+
 class BadRequest(UserError):
     """A request the panel cannot serve; the message goes back to the browser."""
 
@@ -171,8 +186,8 @@ class Panel:
         self.settings, self.service, self.clock = settings, service, clock
         self._lock = threading.Lock()
         self._new_view = threading.Condition(self._lock)
-        self._camera: np.ndarray | None = None
-        self._overlay: tuple[np.ndarray, float] | None = None
+        self._camera: LazyImage | None = None
+        self._overlay: tuple[LazyImage, float] | None = None
         self._view_seq = 0
         self._view_jpeg: tuple[int, bytes] = (-1, b"")
         self._frozen: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -196,16 +211,16 @@ class Panel:
         self._listed = (-1e9, [])
 
     # ---- fed by the node ---------------------------------------------------------------------------
-    def camera_frame(self, rgb: np.ndarray) -> None:
+    def camera_frame(self, image: LazyImage) -> None:
         with self._lock:
-            self._camera = rgb
+            self._camera = image
             if self._overlay is None or time.monotonic() - self._overlay[1] > PRESENT_S:
                 self._view_seq += 1
                 self._new_view.notify_all()
 
-    def overlay_frame(self, rgb: np.ndarray) -> None:
+    def overlay_frame(self, image: LazyImage) -> None:
         with self._lock:
-            self._overlay = (rgb, time.monotonic())
+            self._overlay = (image, time.monotonic())
             self._view_seq += 1
             self._new_view.notify_all()
 
@@ -225,7 +240,8 @@ class Panel:
             if self._view_jpeg[0] == seq:
                 return self._view_jpeg
             fresh_overlay = self._overlay is not None and time.monotonic() - self._overlay[1] <= PRESENT_S
-            rgb = self._overlay[0] if fresh_overlay and self._overlay is not None else self._camera
+            image = self._overlay[0] if fresh_overlay and self._overlay is not None else self._camera
+        rgb = image.get() if image is not None else None
         if rgb is None:
             return 0, b""
         data = encode_jpeg(rgb, self.settings.jpeg_quality, self.settings.stream_width)
@@ -257,14 +273,20 @@ class Panel:
 
     def freeze(self) -> dict[str, Any]:
         with self._lock:
-            if self._camera is None:
-                raise BadRequest("no camera image yet; is the camera publishing on the image topic?")
+            camera = self._camera
+        rgb = camera.get() if camera is not None else None
+        if rgb is None:
+            raise BadRequest(
+                "no usable camera image yet; is the camera publishing on the image topic (the web node's "
+                "log names a refused encoding)?"
+            )
+        with self._lock:
             frame_id = str(self._next_frame)
             self._next_frame += 1
-            self._frozen[frame_id] = self._camera
+            self._frozen[frame_id] = rgb
             while len(self._frozen) > FROZEN_KEPT:
                 self._frozen.popitem(last=False)
-            height, width = self._camera.shape[:2]
+        height, width = rgb.shape[:2]
         return {"ok": True, "frame": frame_id, "width": width, "height": height}
 
     def frozen(self, frame_id: Any) -> np.ndarray:
@@ -365,9 +387,8 @@ class PanelServer:
         self.thread.join(timeout=5)
 
 
-ROUTES_GET = re.compile(
-    r"^/(?:|view\.jpg|stream\.mjpg|static/[\w.]+|api/objects|api/frames/\w+\.jpg|api/objects/\d+/thumbnail\.jpg)$"
-)
+FROZEN_FRAME = re.compile(r"^/api/frames/(\w+)\.jpg$")
+THUMBNAIL = re.compile(r"^/api/objects/(\d+)/thumbnail\.jpg$")
 OBJECT_ACTION = re.compile(r"^/api/objects/(\d+)/(rename|forget)$")
 
 
@@ -427,17 +448,12 @@ class PanelHandler(BaseHTTPRequestHandler):
 
     def _get(self, path: str, query: dict[str, list[str]]) -> None:
         panel = self.panel
-        if not ROUTES_GET.match(path):
-            raise LookupError(f"no such page: {path}")
         if path in ("/", "/static/index.html"):
             extra = {}
             if query.get("token"):  # keep it for the page's own requests
                 extra["Set-Cookie"] = f"isar_token={query['token'][0]}; HttpOnly; SameSite=Strict; Path=/"
             self._send(HTTPStatus.OK, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8", extra)
-        elif path.startswith("/static/"):
-            name = path.removeprefix("/static/")
-            if name not in ASSETS:
-                raise LookupError(f"no such file: {name}")
+        elif path.startswith("/static/") and (name := path.removeprefix("/static/")) in ASSETS:
             self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), ASSETS[name] + "; charset=utf-8")
         elif path == "/view.jpg":
             _, data = panel.view_jpeg()
@@ -448,12 +464,12 @@ class PanelHandler(BaseHTTPRequestHandler):
             self._stream()
         elif path == "/api/objects":
             self._json({"ok": True, "objects": panel.objects()})
-        elif path.startswith("/api/frames/"):
-            rgb = panel.frozen(path.removeprefix("/api/frames/").removesuffix(".jpg"))
-            self._send(HTTPStatus.OK, encode_jpeg(rgb, 92), "image/jpeg")
+        elif match := FROZEN_FRAME.match(path):
+            self._send(HTTPStatus.OK, encode_jpeg(panel.frozen(match.group(1)), 92), "image/jpeg")
+        elif match := THUMBNAIL.match(path):
+            self._send(HTTPStatus.OK, panel.thumbnail(int(match.group(1))), "image/jpeg")
         else:
-            object_id = int(path.split("/")[3])
-            self._send(HTTPStatus.OK, panel.thumbnail(object_id), "image/jpeg")
+            raise LookupError(f"no such page: {path}")
 
     def _stream(self) -> None:
         panel = self.panel

@@ -232,13 +232,11 @@ class Dinov2Backbone(Backbone):
         self.device = device
         self.feature_dim = model.spec.dim
         # Features at another input size are other features: a memory taught at one is refused at another.
-        self.backbone_id = (
-            name
-            if (input_policy, short_side) == ("keep_aspect", 448)
-            else (
-                f"{name}-s{short_side}" if input_policy == "keep_aspect" else f"{name}-stretch{stretch_size}"
-            )
-        )
+        self.backbone_id = name
+        if input_policy == "stretch":
+            self.backbone_id += f"-stretch{stretch_size}"
+        elif short_side != 448:
+            self.backbone_id += f"-s{short_side}"
         self.input_policy, self.short_side, self.stretch_size, self.bf16 = (
             input_policy,
             short_side,

@@ -95,6 +95,7 @@ class OpenVinoVit:
         self.model, self.name = model.eval(), name
         self.cache = Path(cache) if cache else cache_dir()
         self.digest = weights_digest(model)[:16]
+        self.core.set_property({"CACHE_DIR": str(self.cache / "compiled")})  # OpenVINO's compiled blobs
         self.compiled: dict[tuple[int, int], Any] = {}
 
     def ir_path(self, height: int, width: int) -> Path:
@@ -106,7 +107,6 @@ class OpenVinoVit:
             path = self.ir_path(height, width)
             if not path.is_file():
                 self._export(path, height, width)
-            self.core.set_property({"CACHE_DIR": str(self.cache / "compiled")})
             self.compiled[key] = self.core.compile_model(
                 str(path),
                 "CPU",
@@ -126,10 +126,6 @@ class OpenVinoVit:
             self.ov.save_model(converted, str(staged), compress_to_fp16=False)
             os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
             os.replace(staged, path)
-
-    def warm(self, height: int, width: int) -> None:
-        """Export (first time only) and compile for this input size now, not at the first frame."""
-        self._compiled(height, width)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         compiled = self._compiled(int(x.shape[2]), int(x.shape[3]))
