@@ -15,6 +15,8 @@ Measures, in one run on this machine:
    them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
    ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
+2b. time per frame, features excluded, without depth, with depth (3-D per instance, depth trimming) and
+   with the pose prior too;
 3. teach latency (prompts -> object usable) for 1 and 10 exemplars (GrabCut masks);
 4. the saved memory (what every autosave writes: size, save time) and the serialized InstanceMemory
    message for 1, 10 and 50 objects;
@@ -100,7 +102,7 @@ def stage_latency(repeats: int) -> list[dict]:
     ]
     for name, options, bf16 in candidates:
         if name.startswith("dinov2"):
-            options = {**options, "bf16": bf16}
+            options = {**options, "precision": "bf16" if bf16 else "fp32"}
         backbone = create_backbone(name, "cpu", **options)
         perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"), backbone=backbone)
         frame = perception.encode(image)
@@ -301,6 +303,39 @@ def teach_latency(repeats: int) -> list[dict]:
     return rows
 
 
+def geometry_cost(repeats: int) -> list[dict]:
+    """Time per frame, features excluded, without depth, with depth (3-D per instance and depth trimming,
+    the defaults) and with the pose prior too: 640x480, 5 objects taught, depth a wall 2 m away with the
+    prompted boxes at 1 m, an identity camera pose; the three measured alternately."""
+    from isar_ros.core.geometry import FrameGeometry, PinholeCamera
+
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    teach_test_objects(perception, 5)
+    image, boxes = test_image(seed=0)
+    depth = np.full(image.shape[:2], 2.0, np.float32)
+    for x0, y0, x1, y1 in boxes:
+        depth[y0 : y1 + 1, x0 : x1 + 1] = 1.0
+    geometry = FrameGeometry(depth, PinholeCamera(525.0, 525.0, 320.0, 240.0, 640, 480), np.eye(4))
+    grid = perception.encode(image).grid
+    finder = perception.finder
+    runs = {
+        "no depth": (replace(finder.config, pose_prior=False), None),
+        "depth (3-D, trimming)": (replace(finder.config, pose_prior=False), geometry),
+        "depth + pose prior": (replace(finder.config, pose_prior=True), geometry),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (config, given) in runs.items():
+            finder.config = config
+            start = time.perf_counter()
+            finder.find(grid, image, given)
+            samples[name].append((time.perf_counter() - start) * 1000)
+    rows = [{"input": name, **summary(values)} for name, values in samples.items()]
+    for row in rows:
+        print(f"  {row['input']:<24} {row['median_ms']:7.2f} ms per frame (features excluded)")
+    return rows
+
+
 def memory_footprint(repeats: int) -> list[dict]:
     """The saved memory (what every autosave writes) and the message inference nodes receive."""
     import tempfile
@@ -336,7 +371,7 @@ def memory_footprint(repeats: int) -> list[dict]:
     return rows
 
 
-SECTIONS = ("stages", "runtimes", "scaling", "teach", "memory")
+SECTIONS = ("stages", "runtimes", "scaling", "geometry", "teach", "memory")
 
 
 def main() -> int:
@@ -379,6 +414,9 @@ def main() -> int:
     if "teach" in chosen:
         print("3. teach latency")
         result["teach"] = teach_latency(args.repeats)
+    if "geometry" in chosen:
+        print("2b. the cost of depth and camera poses per frame (features excluded)")
+        result["geometry"] = geometry_cost(args.repeats * 5)
     if "memory" in chosen:
         print("4. the saved memory and the memory message against the number of objects")
         result["memory"] = memory_footprint(args.repeats)

@@ -1,6 +1,7 @@
 """DINOv2: official-format state dicts load strictly, and the forward pass matches an independent
 re-computation."""
 
+import json
 import math
 import sys
 
@@ -13,6 +14,7 @@ from isar_ros.core.backbones.dinov2 import (
     SPECS,
     Dinov2Backbone,
     DinoVisionTransformer,
+    autocast_dtype,
     input_size,
     load_checkpoint,
 )
@@ -137,7 +139,9 @@ def test_backbone_from_the_cache_folder(tmp_path, monkeypatch):
     grid = backbone.extract(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
     assert grid.features.shape == (112 // 14, 154 // 14, 384)  # 160x120 -> 154x112 keeps the aspect ratio
     torch.testing.assert_close(grid.features.norm(dim=-1), torch.ones(8, 11))
-    bf16 = Dinov2Backbone(backbone.model, "dinov2_vits14", torch.device("cpu"), short_side=112, bf16=True)
+    bf16 = Dinov2Backbone(
+        backbone.model, "dinov2_vits14", torch.device("cpu"), short_side=112, precision="bf16"
+    )
     cosine = (
         bf16.extract(np.full((120, 160, 3), 90, np.uint8)).features
         * backbone.extract(np.full((120, 160, 3), 90, np.uint8)).features
@@ -227,3 +231,41 @@ def test_openvino_settings_are_checked_with_a_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # as where it is not installed
     with pytest.raises(ConfigurationError, match="pip install openvino"):
         Dinov2Backbone(model, "dinov2_vits14", torch.device("cpu"), backend="openvino")
+
+
+def test_torch_precision_and_compile_give_the_eager_fp32_features():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ConfigurationError, match="fp16 needs a CUDA GPU"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ConfigurationError, match="precision must be one of"):
+        autocast_dtype("int4", cpu)
+    torch.manual_seed(0)
+    model = DinoVisionTransformer(SPECS["s"])
+    rgb = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    eager = Dinov2Backbone(model, "dinov2_vits14", cpu, short_side=112).extract(rgb).features
+    compiled = Dinov2Backbone(model, "dinov2_vits14", cpu, short_side=112, compile=True)
+    assert compiled.forward is not model.forward_features
+    torch.testing.assert_close(compiled.extract(rgb).features, eager, atol=2e-4, rtol=1e-3)
+
+
+def test_the_gpu_benchmark_says_plainly_when_there_is_no_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the benchmark measures instead (scripts/benchmark_gpu.py)")
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_gpu.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout.startswith("no GPU present: ") and "Nothing was measured" in result.stdout
+    # the same measurement code, dry-run on the CPU: it runs through and prints its table
+    out = tmp_path / "gpu.json"
+    dry = ["--device", "cpu", "--models", "s", "--precisions", "fp32", "--short-sides", "112"]
+    dry += ["--repeats", "1", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(script), *dry], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CPU dry run" in result.stdout and "Hz pipelined" in result.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "ViT-S/14" and row["grid"] == [8, 11] and row["node_hz_pipelined"] > 0

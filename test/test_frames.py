@@ -31,9 +31,38 @@ def test_newest_names_what_is_missing():
 
 def test_the_buffer_keeps_only_the_newest_stamps_in_order():
     frames = FrameBuffer(capacity=2)
-    for stamp in [(3, 0), (1, 0), (2, 0)]:
+    for stamp in [(1, 300_000_000), (1, 100_000_000), (1, 200_000_000)]:  # out of order, within 1 s
         frames.add(stamp, "image", stamp)
     assert len(frames) == 2
-    assert frames.newest().stamp == (3, 0)
-    with pytest.raises(FrameNotFound, match="no frame with stamp 1.000"):
-        frames.get((1, 0))
+    assert frames.newest().stamp == (1, 300_000_000)
+    with pytest.raises(FrameNotFound, match="no frame with stamp 1.100"):
+        frames.get((1, 100_000_000))
+
+
+def test_waiting_for_the_parts_of_a_stamp_returns_when_they_arrive_or_after_the_timeout():
+    import threading
+    import time
+
+    buffer = FrameBuffer(5)
+    buffer.add((7, 0), "image", "img")
+    late = threading.Timer(0.05, lambda: buffer.add((7, 0), "depth", "d"))
+    late.start()
+    started = time.monotonic()
+    parts = buffer.wait_for((7, 0), ["depth"], timeout_s=5.0)
+    late.join()
+    assert parts == {"image": "img", "depth": "d"} and time.monotonic() - started < 4.0
+    started = time.monotonic()
+    assert buffer.wait_for((7, 0), ["depth", "pose"], timeout_s=0.1) == {"image": "img", "depth": "d"}
+    assert time.monotonic() - started >= 0.09  # the pose never came: what there is, after the timeout
+    assert buffer.wait_for((8, 0), [], timeout_s=5.0) == {}  # nothing to wait for: at once
+
+
+def test_time_jumping_back_starts_the_buffer_afresh_instead_of_evicting_the_new_frames():
+    buffer = FrameBuffer(3)
+    for k in range(5):
+        buffer.add((1002, k * 100_000_000), "image", k)
+    buffer.add((1002, 50_000_000), "depth", "late")  # a late part, not a jump: dropped as too old
+    assert len(buffer) == 3 and buffer.parts((1002, 50_000_000)) == {}
+    buffer.add((1000, 0), "depth", "d")  # the replay restarted at 1000 s
+    buffer.add((1000, 0), "image", "i")
+    assert buffer.parts((1000, 0)) == {"depth": "d", "image": "i"} and len(buffer) == 1

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from isar_ros.core.geometry import pose_matrix
-from isar_ros.core.inference import Instance, Segmentation
 from isar_ros.core.locate import locate, locate_instances, surface_points
+from isar_ros.core.segmentation import Instance, Segmentation
 from isar_ros.isar.dataset import IsarDataset
 
 MIN_PIXELS = 400  # objects seen this large are located; smaller ones may legitimately be refused

@@ -41,6 +41,7 @@ class Camera:
         self.image_override: Image | None = None
         self.paused = False
         self.stamp_offset = 0  # seconds added to every stamp (a jump back in time when negative)
+        self.depth_shape: tuple[int, int] | None = None  # another depth size than the image's (unregistered)
         self.count = 0
         self.running = True
         self.stamps: list = []
@@ -66,9 +67,8 @@ class Camera:
             )
             pose = PoseStamped(header=Header(stamp=header.stamp, frame_id="world"))
             pose.pose.orientation.w = 1.0  # optical frame = world frame: x right, y down, z forward
-            self.client.publish(
-                "/depth", numpy_to_image(np.full((height, width), 2000, np.uint16), "16UC1", header=header)
-            )
+            depth = np.full(self.depth_shape or (height, width), 2000, np.uint16)
+            self.client.publish("/depth", numpy_to_image(depth, "16UC1", header=header))
             self.client.publish("/camera_info", info)
             self.client.publish("/camera_pose", pose)
             self.client.publish("/image", image)
@@ -517,6 +517,27 @@ def test_depth_camera_info_and_pose_with_the_image_give_each_instance_its_3d_pos
     )
     assert label.type == Marker.TEXT_VIEW_FACING and label.text.startswith("located mug")
     assert float(status(client)["locate_ms_p50"]) >= 0.0
+    # the pose prior on (run time; depth trimming is on by default): found and located as before
+    set_parameter(client, "pose_prior", True)
+    after = len(client.messages("/isar_inference/instances"))
+    for _ in range(3):  # the first frames put it on the stream's map; the next ones expect it there
+        msg = client.wait_for("/isar_inference/instances", located, timeout=30, after=after)
+        after = len(client.messages("/isar_inference/instances"))
+    again = next(i for i in msg.instances if i.object_id == taught.object_id).world.centroid
+    assert (again.x, again.y, again.z) == pytest.approx((w.centroid.x, w.centroid.y, w.centroid.z), abs=0.05)
+    set_parameter(client, "pose_prior", False)
+    # depth of another size than the image (not registered to it): found as before, without 3-D
+    camera.depth_shape = (120, 160)
+    try:
+        after = len(client.messages("/isar_inference/instances"))
+        client.wait_for(
+            "/isar_inference/instances",
+            lambda m: any(i.object_id == taught.object_id and not i.camera.valid for i in m.instances),
+            timeout=30,
+            after=after,
+        )
+    finally:
+        camera.depth_shape = None
 
     # the object map: every inference node sends what it located; the teach node answers ~/where
     def seen():

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from isar_ros.errors import ConfigurationError, InvalidInput
 
 Stamp = tuple[int, int]  # (sec, nanosec)
+JUMP_BACK_S = 1.0  # a part this much older than every held frame means time jumped back
 
 
 class FrameNotFound(InvalidInput):
@@ -47,17 +49,25 @@ class FrameBuffer:
             raise ConfigurationError("the frame buffer needs room for at least one frame")
         self.capacity = capacity
         self._frames: OrderedDict[Stamp, BufferedFrame] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def add(self, stamp: Stamp, name: str, message: Any) -> None:
+        """Add one part of the frame ``stamp``. A stamp more than ``JUMP_BACK_S`` older than every frame
+        held means time jumped back (a replay restarted, a new scene): the old frames are dropped, else
+        the new ones would be evicted at once as the oldest."""
         with self._lock:
             frame = self._frames.get(stamp)
+            if frame is None and self._frames:
+                oldest = next(iter(self._frames))
+                if stamp_seconds(stamp) < stamp_seconds(oldest) - JUMP_BACK_S:
+                    self._frames.clear()
             if frame is None:
                 frame = self._frames[stamp] = BufferedFrame(stamp)
                 self._frames = OrderedDict(sorted(self._frames.items()))
                 while len(self._frames) > self.capacity:
                     self._frames.popitem(last=False)
             frame.parts[name] = message
+            self._lock.notify_all()
 
     def get(self, stamp: Stamp) -> BufferedFrame:
         """The frame with exactly this stamp; KeyError with the buffer's time span otherwise."""
@@ -89,6 +99,18 @@ class FrameBuffer:
     def parts(self, stamp: Stamp) -> dict[str, Any]:
         """The parts received so far for exactly this stamp (empty when none)."""
         with self._lock:
+            frame = self._frames.get(stamp)
+            return dict(frame.parts) if frame is not None else {}
+
+    def wait_for(self, stamp: Stamp, needed: Iterable[str], timeout_s: float) -> dict[str, Any]:
+        """The parts of exactly this stamp once every part in ``needed`` is there, or what arrived within
+        ``timeout_s`` (parts of one stamp come on separate topics, and may come after the image)."""
+        needed = tuple(needed)
+        with self._lock:
+            self._lock.wait_for(
+                lambda: all(part in self._frames.get(stamp, BufferedFrame(stamp)).parts for part in needed),
+                timeout=timeout_s,
+            )
             frame = self._frames.get(stamp)
             return dict(frame.parts) if frame is not None else {}
 

@@ -52,6 +52,20 @@ class PinholeCamera:
 
 
 @dataclass(frozen=True)
+class FrameGeometry:
+    """What a depth camera on a localised robot adds to one colour image.
+
+    ``depth_m``: H x W planar depth in metres registered to the colour image (NaN, 0 or inf = no reading);
+    ``camera``: its intrinsics; ``T_world_camera``: the optical frame's camera-to-world pose (None where the
+    pose is unknown: 3-D in the camera frame only, no pose prior).
+    """
+
+    depth_m: np.ndarray
+    camera: PinholeCamera
+    T_world_camera: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Location:
     """An instance's visible surface in one frame: centroid and extent in metres, pixels used."""
 

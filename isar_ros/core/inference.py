@@ -16,7 +16,11 @@ Per frame (:meth:`InstanceFinder.find`):
    those larger than ``min_component_fraction`` of the largest, as ISAR does), the margin maps
    upsampled to the image (bilinear, optionally edge-aware with a guided filter on the image), and
    every pixel given to the object with the highest positive margin, so each pixel has at most one;
-4. optional *refinement* by a mask predictor (SAM) prompted from each object's score peak and box.
+4. optional *refinement* by a mask predictor (SAM) prompted from each object's score peak and box;
+5. with a frame's :class:`~isar_ros.core.geometry.FrameGeometry` (depth, intrinsics, camera pose):
+   masks optionally trimmed to each object's depth band (``depth_trim``), every instance located in
+   3-D (:mod:`isar_ros.core.locate`), and, with ``pose_prior``, each object expected where it was last
+   seen (:mod:`isar_ros.core.pose_prior`; this changes step 2).
 
 The prototype matcher (``matcher="prototype"``) replaces step 1's classifier by cosine similarity
 to each object's prototypes, takes connected regions of its similarity maps as mask proposals, and
@@ -27,18 +31,21 @@ Train!" way, with proposals from the score maps when SAM's mask generator is not
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
 from isar_ros.core.backbones.base import FeatureGrid
-from isar_ros.core.geometry import Location
+from isar_ros.core.geometry import FrameGeometry
+from isar_ros.core.locate import locate_instances, trim_to_depth
 from isar_ros.core.memory_snapshot import MemorySnapshot
+from isar_ros.core.pose_prior import Expectation, PosePrior, Sighting
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt
 from isar_ros.core.regions import components_near_largest
-from isar_ros.errors import ConfigurationError
+from isar_ros.core.segmentation import Instance, Segmentation
+from isar_ros.errors import ConfigurationError, InvalidInput
 from isar_ros.settings import setting
 
 
@@ -89,6 +96,26 @@ class InferenceConfig:
         low=0.0,
         high=1.0,
     )
+    depth_trim: bool = setting(
+        True,
+        "with depth: cut mask pixels whose depth is far from the object's own (bleeding onto what is "
+        "behind or in front)",
+        runtime=True,
+    )
+    pose_prior: bool = setting(
+        False,
+        "with depth and a camera pose: expect each object where this stream last saw it (static "
+        "objects) - weak views there count, look-alikes elsewhere are doubted",
+        runtime=True,
+    )
+    pose_prior_weight: float = setting(
+        0.25,
+        "how much the pose prior lowers (near the expected place) or raises (elsewhere) a presence "
+        "threshold, as a fraction of it",
+        runtime=True,
+        low=0.0,
+        high=1.0,
+    )
     refine: str = setting(
         "none",
         "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
@@ -100,25 +127,6 @@ class InferenceConfig:
             raise ConfigurationError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
         if self.refine not in ("none", "sam"):
             raise ConfigurationError(f"refine must be 'none' or 'sam', not {self.refine!r}")
-
-
-@dataclass
-class Instance:
-    object_id: int
-    name: str
-    score: float  # presence confidence in [0, 1]
-    box_xywh: tuple[int, int, int, int]  # x_offset, y_offset, width, height, pixels
-    area: int
-    camera_location: Location | None = None  # 3-D, camera optical frame (core.locate; needs depth)
-    world_location: Location | None = None  # 3-D, world frame (needs the camera pose too)
-
-
-@dataclass
-class Segmentation:
-    labels: np.ndarray  # H x W uint16: object id per pixel, 0 = none
-    instances: list[Instance]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    memory_version: int = 0
 
 
 COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judged on the best region
@@ -204,14 +212,21 @@ class InstanceFinder:
         self.refiner = refiner
         self.model = model
         self._previously_present: set[int] = set()
+        self.prior = PosePrior()
+        # Pose prior, per frame: object index -> its expected disc where its region touched it, and the
+        # objects sure enough to go on the stream's map (present even with the doubt's higher threshold).
+        self._near: dict[int, np.ndarray] = {}
+        self._sure: set[int] = set()
 
     def set_model(self, model: ObjectModel) -> None:
         """Swap in a new memory between frames (temporal state of objects that remain is kept)."""
         self.model = model
         self._previously_present &= set(model.ids.tolist())
+        self.prior.keep_only(dict(zip(model.ids.tolist(), model.names, strict=True)))
 
     def reset(self) -> None:
         self._previously_present = set()
+        self.prior.reset()
 
     # ---- stages ---------------------------------------------------------------------------------
     def score(self, grid: FeatureGrid) -> torch.Tensor:
@@ -230,7 +245,10 @@ class InstanceFinder:
         return scores.reshape(rows, cols, -1)
 
     def presence(
-        self, scores: torch.Tensor, features: torch.Tensor | None = None
+        self,
+        scores: torch.Tensor,
+        features: torch.Tensor | None = None,
+        expected: dict[int, Expectation] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Presence probability and decision per object.
 
@@ -240,6 +258,8 @@ class InstanceFinder:
         a compact blob while false alarms are scattered patches. With the frame's ``features``
         (rows, cols, C), a region that passes must also look like the object as a whole: its mean
         feature's cosine with the object's appearance reaches the object's appearance threshold.
+        ``expected`` (object index -> :class:`Expectation`, from the pose prior) prefers regions at the
+        expected place and moves those objects' thresholds down there and up elsewhere.
         """
         k = len(self.model)
         rows, cols = scores.shape[:2]
@@ -257,15 +277,33 @@ class InstanceFinder:
         if self.config.temporal:
             was = np.isin(self.model.ids, list(self._previously_present))
             threshold[was] -= self.config.hysteresis * np.abs(threshold[was])
+        expected = expected or {}
+        shift = self.config.pose_prior_weight * np.abs(threshold)
+        lower, higher = threshold - shift, threshold + shift
+        gate = threshold.copy()
+        visible = [j for j, e in expected.items() if e.near is not None]
+        gate[visible] = lower[visible]
         unlike = np.zeros(k, bool)
-        for j in np.flatnonzero(logits > threshold - COMPONENT_CHECK):
-            region, logits[j] = self._best_region(scores[..., j].cpu().numpy(), int(j), int(m[j]))
+        self._near = {}
+        for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
+            expectation = expected.get(int(j))
+            near = expectation.near if expectation is not None else None
+            region, logits[j], at_place = self._best_region(
+                scores[..., j].cpu().numpy(), int(j), int(m[j]), near
+            )
+            if expectation is not None:
+                threshold[j] = lower[j] if at_place else higher[j]
+            if at_place and near is not None:
+                self._near[int(j)] = near
             if features is not None and region is not None and logits[j] > threshold[j]:
                 unlike[j] = (
                     self._appearance_cosine(features, region, int(j)) < (self.model.appearance_threshold[j])
                 )
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
+        # Only what would pass even when doubted goes on the map: a recovered weak view or a marginal
+        # look-alike must not teach the prior where to look (it would feed itself).
+        self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & (logits > higher))}
         return probability, present
 
     def _appearance_cosine(self, features: torch.Tensor, region: np.ndarray, j: int) -> float:
@@ -291,11 +329,20 @@ class InstanceFinder:
         plausible = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= largest) + 1
         return regions, plausible
 
-    def _best_region(self, score_map: np.ndarray, j: int, m: int) -> tuple[np.ndarray | None, float]:
-        """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none) and
-        the presence logit judged on it alone."""
+    def _best_region(
+        self, score_map: np.ndarray, j: int, m: int, near: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, float, bool]:
+        """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none), the
+        presence logit judged on it alone, and whether it touches ``near`` (rows x cols bool: where the
+        pose prior expects the object; regions touching it are preferred)."""
         limit = self._mask_threshold(j)
         regions, plausible = self._plausible_regions(score_map, j)
+        at_place = False
+        if near is not None and plausible.size:
+            touching = np.intersect1d(plausible, regions[near])
+            at_place = touching.size > 0
+            if at_place:
+                plausible = touching
         region_mask = None
         if plausible.size == 0:
             value = limit - 1.0
@@ -311,8 +358,8 @@ class InstanceFinder:
             ]  # too small: pad at the boundary
             value = float(best.mean())
         if self.config.matcher == "prototype":
-            return region_mask, (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
-        return region_mask, value
+            value = (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
+        return region_mask, value, at_place
 
     def _mask_threshold(self, j: int) -> float:
         base = (
@@ -322,16 +369,27 @@ class InstanceFinder:
         )
         return float(base) + self.config.mask_offset
 
-    def find(self, grid: FeatureGrid, rgb: np.ndarray | None = None) -> Segmentation:
+    def find(
+        self, grid: FeatureGrid, rgb: np.ndarray | None = None, geometry: FrameGeometry | None = None
+    ) -> Segmentation:
         """Label image and instances for one frame whose features are ``grid`` (``rgb`` for edge-aware
-        masks)."""
+        masks; ``geometry`` for 3-D locations, depth trimming and the pose prior). Raises InvalidInput when
+        the depth image is not the size of the colour image."""
         width, height = grid.image_size
         timings: dict[str, float] = {}
+        if geometry is not None and geometry.depth_m.shape != (height, width):
+            raise InvalidInput(
+                f"depth {geometry.depth_m.shape[1]}x{geometry.depth_m.shape[0]} does not match the image "
+                f"{width}x{height}; publish depth registered to the colour image"
+            )
         if len(self.model) == 0:
             return Segmentation(np.zeros((height, width), np.uint16), [], timings, self.model.version)
         start = time.perf_counter()
         scores = self.score(grid)
-        probability, present = self.presence(scores, grid.features)
+        expected = {}
+        if geometry is not None and self.config.pose_prior:
+            expected = self.prior.expect(self.model.ids, geometry, (scores.shape[0], scores.shape[1]))
+        probability, present = self.presence(scores, grid.features, expected)
         timings["scoring"] = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
         labels, instances = self._masks(grid, scores, probability, present, rgb)
@@ -340,8 +398,29 @@ class InstanceFinder:
             start = time.perf_counter()
             labels, instances = self._refine(rgb, labels, instances)
             timings["refinement"] = (time.perf_counter() - start) * 1000
-        self._previously_present = {i.object_id for i in instances}
-        return Segmentation(labels, instances, timings, self.model.version)
+        segmentation = Segmentation(labels, instances, timings, self.model.version)
+        if geometry is not None:
+            start = time.perf_counter()
+            self._use_geometry(segmentation, geometry, expected)
+            timings["locate"] = (time.perf_counter() - start) * 1000
+        self._previously_present = {i.object_id for i in segmentation.instances}
+        return segmentation
+
+    def _use_geometry(
+        self, segmentation: Segmentation, geometry: FrameGeometry, expected: dict[int, Expectation]
+    ) -> None:
+        if self.config.depth_trim:
+            trim_to_depth(segmentation, geometry.depth_m)
+        locate_instances(segmentation, geometry.depth_m, geometry.camera, geometry.T_world_camera)
+        if self.config.pose_prior and geometry.T_world_camera is not None:
+            found = {i.object_id for i in segmentation.instances}
+            at_place = {int(self.model.ids[j]) for j in self._near} & found
+            sightings = [
+                Sighting(i.object_id, i.name, i.score, i.world_location)
+                for i in segmentation.instances
+                if i.object_id in self._sure
+            ]
+            self.prior.update(sightings, expected, self.model.ids, at_place)
 
     def _masks(
         self,
@@ -368,6 +447,8 @@ class InstanceFinder:
         keep = np.zeros_like(margins, dtype=bool)
         for j, k in enumerate(chosen):
             regions, plausible = self._plausible_regions(selected[..., j], int(k))
+            if int(k) in self._near:  # the pose prior found it at its place: only regions there
+                plausible = np.intersect1d(plausible, regions[self._near[int(k)]])
             candidate = np.isin(regions, plausible) if self.config.presence else margins[..., j] > 0
             keep[..., j] = components_near_largest(
                 candidate & (margins[..., j] > 0), self.config.min_component_fraction

@@ -22,13 +22,15 @@ centroid and the extent along the world axes. Fewer than ``min_pixels`` kept pix
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from isar_ros.core.geometry import Location, PinholeCamera
-from isar_ros.core.inference import Segmentation
+from isar_ros.core.segmentation import Instance, Segmentation
+from isar_ros.errors import InvalidInput
 
 CROP_MARGIN = 4  # > the largest erosion radius of interior()
 
@@ -40,6 +42,7 @@ class LocateConfig:
     mad_factor: float = 3.0  # depth-consistency band: this many robust standard deviations ...
     min_tolerance_m: float = 0.03  # ... but never narrower than this
     percentile: float = 2.0  # extent between this and 100 - this percentile
+    trim_tolerance_m: float = 0.1  # trim_to_depth keeps pixels this close to the object's depth band
 
 
 def _summary(points: np.ndarray, config: LocateConfig) -> Location:
@@ -97,6 +100,65 @@ def locate(
     return in_camera, _summary(world, config)
 
 
+def _depth_band(mask: np.ndarray, depth_m: np.ndarray, config: LocateConfig) -> tuple[float, float] | None:
+    """(median, half width) of the depth of ``mask``'s interior, as :func:`surface_points` judges depth
+    consistency (but never narrower than ``trim_tolerance_m``); None with too few valid pixels."""
+    z = depth_m[interior(mask, config.min_pixels)].astype(np.float64)
+    z = z[np.isfinite(z) & (z > 0) & (z < config.max_depth_m)]
+    if len(z) < config.min_pixels:
+        return None
+    median = float(np.median(z))
+    spread = 1.4826 * float(np.median(np.abs(z - median)))
+    return median, max(config.mad_factor * spread, config.trim_tolerance_m)
+
+
+def _crops(segmentation: Segmentation, height: int, width: int) -> Iterator[tuple[Instance, slice, slice]]:
+    """Per instance: (instance, row slice, column slice) of its box plus the erosion radius."""
+    for instance in segmentation.instances:
+        x, y, w, h = instance.box_xywh
+        x0, y0 = max(x - CROP_MARGIN, 0), max(y - CROP_MARGIN, 0)
+        x1, y1 = min(x + w + CROP_MARGIN, width), min(y + h + CROP_MARGIN, height)
+        yield instance, slice(y0, y1), slice(x0, x1)
+
+
+def _check_size(segmentation: Segmentation, depth_m: np.ndarray) -> None:
+    if depth_m.shape != segmentation.labels.shape:
+        raise InvalidInput(
+            f"depth {depth_m.shape[1]}x{depth_m.shape[0]} does not match the image "
+            f"{segmentation.labels.shape[1]}x{segmentation.labels.shape[0]}; publish depth registered to "
+            "the colour image"
+        )
+
+
+def trim_to_depth(
+    segmentation: Segmentation, depth_m: np.ndarray, config: LocateConfig | None = None
+) -> None:
+    """Cut from each instance's mask the pixels whose depth lies outside the object's own depth band (the
+    median depth of its interior +- max(``mad_factor`` robust standard deviations, ``trim_tolerance_m``)):
+    where a mask bleeds onto the wall behind or an object in front. Pixels without depth stay. In place:
+    the label image, each instance's box and area; an instance left with no pixel is dropped."""
+    config = config or LocateConfig()
+    _check_size(segmentation, depth_m)
+    kept = []
+    for instance, rows, columns in _crops(segmentation, *depth_m.shape):
+        labels = segmentation.labels[rows, columns]  # a view: changes land in the label image
+        mask = labels == instance.object_id
+        band = _depth_band(mask, depth_m[rows, columns], config)
+        if band is not None:
+            median, tolerance = band
+            z = depth_m[rows, columns]
+            with np.errstate(invalid="ignore"):
+                away = mask & np.isfinite(z) & (z > 0) & (np.abs(z - median) > tolerance)
+            labels[away] = 0
+            mask &= ~away
+        instance.area = int(np.count_nonzero(mask))
+        if instance.area:
+            x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+            instance.box_xywh = (int(x + columns.start), int(y + rows.start), int(w), int(h))
+            kept.append(instance)
+    segmentation.instances = kept
+
+
 def locate_instances(
     segmentation: Segmentation,
     depth_m: np.ndarray,
@@ -109,21 +171,15 @@ def locate_instances(
     Each instance's mask is the set of pixels the label image gives it, so locations and label image
     agree. Raises ValueError when the depth image does not have the label image's size.
     """
-    if depth_m.shape != segmentation.labels.shape:
-        raise ValueError(
-            f"depth {depth_m.shape[1]}x{depth_m.shape[0]} does not match the image "
-            f"{segmentation.labels.shape[1]}x{segmentation.labels.shape[0]}; publish depth registered to "
-            "the colour image"
+    _check_size(segmentation, depth_m)
+    # Work inside each instance's box (plus the erosion radius, so the crop erodes exactly as the whole
+    # image would): the same points, at a fraction of the cost of full-image masks.
+    for instance, rows, columns in _crops(segmentation, *depth_m.shape):
+        x0, y0 = columns.start, rows.start
+        crop = PinholeCamera(
+            camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, columns.stop - x0, rows.stop - y0
         )
-    height, width = depth_m.shape
-    for instance in segmentation.instances:
-        # Work inside the instance's box (plus the erosion radius, so the crop erodes exactly as the whole
-        # image would): the same points, at a fraction of the cost of full-image masks.
-        x, y, w, h = instance.box_xywh
-        x0, y0 = max(x - CROP_MARGIN, 0), max(y - CROP_MARGIN, 0)
-        x1, y1 = min(x + w + CROP_MARGIN, width), min(y + h + CROP_MARGIN, height)
-        crop = PinholeCamera(camera.fx, camera.fy, camera.cx - x0, camera.cy - y0, x1 - x0, y1 - y0)
-        mask = segmentation.labels[y0:y1, x0:x1] == instance.object_id
+        mask = segmentation.labels[rows, columns] == instance.object_id
         instance.camera_location, instance.world_location = locate(
-            mask, depth_m[y0:y1, x0:x1], crop, T_world_camera, config
+            mask, depth_m[rows, columns], crop, T_world_camera, config
         )

@@ -25,14 +25,16 @@ import numpy as np
 
 from isar_ros.core.backbones import Backbone, FeatureGrid
 from isar_ros.core.backbones.factory import create_backbone
+from isar_ros.core.geometry import FrameGeometry
 from isar_ros.core.images import require_rgb, thumbnail
-from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
 from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory import InstanceMemory, MemoryConfig
 from isar_ros.core.memory_snapshot import MemorySnapshot, SnapshotObject
 from isar_ros.core.memory_store import load_memory, save_memory
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError
 from isar_ros.core.seeding import content_seed
+from isar_ros.core.segmentation import Segmentation
 from isar_ros.settings import setting
 
 
@@ -47,9 +49,11 @@ class PerceptionConfig:
     )
     precision: str = setting(
         "auto",
-        "OpenVINO precision: auto (bf16 where the CPU has it), fp32 or bf16",
-        choices=("auto", "fp32", "bf16"),
+        "DINOv2 precision: auto (torch: bf16/fp16 autocast on a GPU, fp32 on a CPU; openvino: bf16 where "
+        "the CPU has it), fp32, bf16 or fp16 (torch on a GPU)",
+        choices=("auto", "fp32", "bf16", "fp16"),
     )
+    compile: bool = setting(False, "DINOv2 on torch: torch.compile the network (first frame compiles)")
     short_side: int = setting(
         448, "DINOv2 input short side, pixels (224 / 336 / 448: speed against detail)", low=112, high=1036
     )
@@ -64,7 +68,12 @@ class PerceptionConfig:
 
     def backbone_kwargs(self) -> dict:
         """Options for :func:`create_backbone`: the DINOv2 runtime settings, then ``backbone_options``."""
-        runtime = {"backend": self.backend, "precision": self.precision, "short_side": self.short_side}
+        runtime = {
+            "backend": self.backend,
+            "precision": self.precision,
+            "short_side": self.short_side,
+            "compile": self.compile,
+        }
         return {**(runtime if self.backbone.startswith("dinov2_") else {}), **self.backbone_options}
 
 
@@ -207,8 +216,10 @@ class Perception:
         self.finder.set_model(self._model())
 
     # ---- finding --------------------------------------------------------------------------------
-    def find(self, frame: EncodedFrame) -> Segmentation:
-        segmentation = self.finder.find(frame.grid, frame.rgb)
+    def find(self, frame: EncodedFrame, geometry: FrameGeometry | None = None) -> Segmentation:
+        """Every taught object in ``frame``; with ``geometry`` (depth, intrinsics, pose) also located in
+        3-D, and depth trimming and the pose prior as configured."""
+        segmentation = self.finder.find(frame.grid, frame.rgb, geometry)
         segmentation.timings_ms["features"] = frame.seconds * 1000
         return segmentation
 

@@ -48,6 +48,9 @@ class IsarRosMethod(Method):
     def __init__(self, options: dict | None = None):
         self.perception = Perception(perception_config(options or {}))
         self.to_isar = np.zeros(1, np.int64)
+        inference = self.perception.config.inference
+        # Depth and poses cost a file read and the 3-D location per frame: only when a setting uses them.
+        self.uses_geometry = inference.pose_prior or inference.depth_trim
 
     def train(self, task: Task, mode: str) -> None:
         """Teach prompt by prompt in frame order, as an operator (or the sim bridge's TeachObject calls)
@@ -72,5 +75,6 @@ class IsarRosMethod(Method):
         self.perception.reset()
 
     def predict(self, frame: Frame) -> np.ndarray:
-        segmentation = self.perception.find(self.perception.encode(frame.rgb()))
+        geometry = frame.geometry() if self.uses_geometry else None
+        segmentation = self.perception.find(self.perception.encode(frame.rgb()), geometry)
         return self.to_isar[segmentation.labels]

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from isar_ros.core.geometry import PinholeCamera
+from isar_ros.core.geometry import FrameGeometry, PinholeCamera
 from isar_ros.errors import ConfigurationError
 from isar_ros.isar.layout import (
     ATTRIBUTES_FILE,
@@ -154,6 +154,14 @@ class Frame:
         """4x4 camera-to-world pose with OpenCV optical camera axes, or None."""
         pose = self.pose()
         return None if pose is None else optical_pose(pose)
+
+    def geometry(self) -> FrameGeometry | None:
+        """What a method may use besides the image: depth (metres), the scene's intrinsics and the optical
+        camera pose (None where the scene has no poses); None without depth/. Never the ground truth."""
+        depth = self.depth_m()
+        if depth is None:
+            return None
+        return FrameGeometry(depth, self.scene.intrinsics, self.pose_optical())
 
     @property
     def stamp_s(self) -> float:

@@ -9,6 +9,11 @@ test sequence starts, and asked for one label image per frame (object id per pix
         def reset(self): ...                    # a new test sequence starts
         def predict(self, frame): ...           # -> H x W integer label image
 
+At prediction a method reads ``frame.rgb()`` and, where it wants them, ``frame.geometry()``: the depth in
+metres, the intrinsics and the camera pose of the same frame (ISAR ships them for every frame; the
+importers carry them over from BOP and other data sets with depth), or None where the data set has no
+depth. A method sets ``uses_geometry`` so the runner reports it; ``frame.ground_truth()`` is the scorer's.
+
 The registry of methods by name (``isar-ros benchmark --method NAME``) is
 :mod:`isar_ros.isar.registry`; add a new method there.
 """
@@ -27,6 +32,7 @@ class Method(ABC):
     """Base class: a method sees only the prompts when training, only the images when predicting."""
 
     name = "method"
+    uses_geometry = False  # reads frame.geometry() (depth, intrinsics, camera pose) when predicting
 
     @abstractmethod
     def train(self, task: Task, mode: str) -> None:

@@ -37,6 +37,8 @@ def write_json(path: Path, data: Any) -> None:
 
 def markdown_summary(result: BenchmarkResult) -> str:
     lines = [f"# ISAR benchmark: `{result.method}` on `{result.data}`", ""]
+    if result.uses_geometry:
+        lines += ["The method used each frame's depth, intrinsics and camera pose.", ""]
     lines += [
         "mIoU is the official scene mean (NaN when a tracked object is never visible in a test scene);",
         "the NaN-skipping mean leaves such objects out. Means are unweighted over test scenes.",

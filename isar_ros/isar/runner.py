@@ -39,6 +39,7 @@ class BenchmarkResult:
     data: str
     modes: dict[str, list[SceneRecord]] = field(default_factory=dict)
     train_seconds: dict[str, float] = field(default_factory=dict)
+    uses_geometry: bool = False  # the method read depth, intrinsics and camera poses
 
     def official(self) -> dict:
         """The official results JSON: keyed by test scene name only (a later task's scene of the same name
@@ -111,7 +112,7 @@ def run_benchmark(
 
     modes = list(modes)
     chosen = [dataset.task(t) for t in tasks] if tasks else dataset.tasks
-    result = BenchmarkResult(method.name, str(dataset.root))
+    result = BenchmarkResult(method.name, str(dataset.root), uses_geometry=method.uses_geometry)
     total = len(modes) * sum(len(s) for t in chosen for s in t.test_scenes)
     bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
     for mode in modes:

@@ -31,7 +31,7 @@ from isar_ros.msgio.timing import split_seconds
 MARKER_NAMESPACE = "isar_objects"
 
 if TYPE_CHECKING:  # keeps torch out of processes that only convert prompts (the sim bridge)
-    from isar_ros.core.inference import Segmentation
+    from isar_ros.core.segmentation import Segmentation
 
 
 def prompt_from_msg(msg: PromptMsg) -> Prompt:

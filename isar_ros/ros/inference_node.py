@@ -31,8 +31,8 @@ from visualization_msgs.msg import MarkerArray
 
 from isar_ros.core.backbones.factory import create_backbone
 from isar_ros.core.frames import FrameBuffer, stamp_of
-from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel, Segmentation
-from isar_ros.core.locate import locate_instances
+from isar_ros.core.geometry import FrameGeometry
+from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
 from isar_ros.core.mask_predictors import create_mask_predictor
 from isar_ros.core.memory_snapshot import MemoryFormatError
 from isar_ros.core.perception import PerceptionConfig
@@ -56,6 +56,7 @@ from isar_ros.settings import Spec, setting, specs
 
 WINDOW_S = 5.0  # status is judged on this many recent seconds
 FRAMES_KEPT = 10  # stamps of depth / camera_info / pose kept for pairing with images
+LIVE_S = 1.0  # a depth / camera_info / pose topic counts as published when a message came this recently
 
 
 @dataclass
@@ -68,7 +69,17 @@ class InferenceNodeSettings:
         "two workers: the backbone of the next frame runs while this frame is post-processed and published",
     )
     image_reliability: str = setting(
-        "best_effort", "QoS reliability of the image subscription", choices=qos.IMAGE_RELIABILITY
+        "best_effort",
+        "QoS reliability of the camera subscriptions (image, depth, camera_info, pose)",
+        choices=qos.IMAGE_RELIABILITY,
+    )
+    geometry_wait_s: float = setting(
+        0.1,
+        "a frame waits at most this long for the depth, camera_info and pose of its stamp (only for "
+        "those of them that are being published)",
+        runtime=True,
+        low=0.0,
+        high=5.0,
     )
     status_period_s: float = setting(
         1.0, "seconds between status messages", runtime=True, low=0.05, high=3600.0
@@ -83,7 +94,15 @@ class InferenceNodeSettings:
 
 
 INFERENCE_FIELDS = {f.name for f in fields(InferenceConfig)}
-BACKBONE_PARAMETERS = {"backbone", "device", "sam_checkpoint", "backend", "precision", "short_side"}
+BACKBONE_PARAMETERS = {
+    "backbone",
+    "device",
+    "sam_checkpoint",
+    "backend",
+    "precision",
+    "short_side",
+    "compile",
+}
 
 
 def parameter_specs() -> list[Spec]:
@@ -127,6 +146,7 @@ class InferenceNode(ManagedNode):
         self.started = time.monotonic()
         self.frames = FrameBuffer(FRAMES_KEPT)  # depth, camera_info and pose by stamp, paired with images
         self.last_info: CameraInfo | None = None
+        self._part_seen: dict[str, float] = {}  # depth / camera_info / pose -> when one last arrived
         self.input_rate, self.output_rate, self.bad_rate = (
             RateMeter(WINDOW_S),
             RateMeter(WINDOW_S),
@@ -148,15 +168,13 @@ class InferenceNode(ManagedNode):
         self.observations_pub = self.create_lifecycle_publisher(
             ObjectMap, topics.OBSERVATIONS, qos.OBSERVATIONS
         )
-        add = self.frames.add
+        camera = qos.camera_qos(values["image_reliability"])  # the parts of a frame: as its image
         self._configured_subscriptions = [
             self.create_subscription(InstanceMemory, topics.MEMORY, self.on_memory, qos.MEMORY),
-            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.on_camera_info, qos.SENSOR),
+            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.on_camera_info, camera),
+            self.create_subscription(Image, topics.DEPTH, lambda m: self._on_part("depth", m), camera),
             self.create_subscription(
-                Image, topics.DEPTH, lambda m: add(stamp_of(m.header), "depth", m), qos.SENSOR
-            ),
-            self.create_subscription(
-                PoseStamped, topics.CAMERA_POSE, lambda m: add(stamp_of(m.header), "pose", m), qos.SENSOR
+                PoseStamped, topics.CAMERA_POSE, lambda m: self._on_part("pose", m), camera
             ),
         ]
         self._reset_service = self.create_service(Trigger, "~/reset", self.on_reset)
@@ -226,7 +244,18 @@ class InferenceNode(ManagedNode):
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.last_info = msg
-        self.frames.add(stamp_of(msg.header), "camera_info", msg)
+        self._on_part("camera_info", msg)
+
+    def _on_part(self, name: str, msg: Any) -> None:
+        self._part_seen[name] = time.monotonic()
+        self.frames.add(stamp_of(msg.header), name, msg)
+
+    def _parts_of(self, image: Image) -> dict[str, Any]:
+        """Depth, camera_info and pose of the image's stamp; those being published (seen in the last
+        ``LIVE_S``) are waited for up to ``geometry_wait_s``, since they may arrive after the image."""
+        now = time.monotonic()
+        live = [name for name, seen in self._part_seen.items() if now - seen < LIVE_S]
+        return self.frames.wait_for(stamp_of(image.header), live, self.params.values["geometry_wait_s"])
 
     def on_memory(self, msg: InstanceMemory) -> None:
         try:
@@ -326,9 +355,11 @@ class InferenceNode(ManagedNode):
         if self._pending_model is not None:  # a new memory is swapped in between two frames
             self.finder.set_model(self._pending_model)
             self._pending_model = None
-        segmentation = self.finder.find(grid, rgb)
-        parts = self.frames.parts(stamp_of(msg.header))  # depth, camera_info, pose of this image's stamp
-        world_frame = self._locate(segmentation, parts)
+        parts = self._parts_of(msg)  # depth, camera_info, pose of this image's stamp
+        geometry, world_frame = self._geometry(msg, parts)
+        segmentation = self.finder.find(grid, rgb, geometry)
+        if geometry is not None:
+            self.locate_ms.add(segmentation.timings_ms.get("locate", 0.0))
         instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
         self.instances_pub.publish(instances)
         self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
@@ -349,17 +380,23 @@ class InferenceNode(ManagedNode):
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
 
-    def _locate(self, segmentation: Segmentation, parts: dict[str, Any]) -> str | None:
-        """3-D locations of the instances when depth and camera_info with the image's stamp arrived (and the
-        pose, for the world frame). Returns the world frame ("" without a pose), or None without depth."""
+    def _geometry(self, image: Image, parts: dict[str, Any]) -> tuple[FrameGeometry | None, str | None]:
+        """Depth, intrinsics and pose of the image's stamp when depth and camera_info arrived (the pose is
+        optional), and the world frame ("" without a pose); (None, None) without depth."""
         depth, info, pose = parts.get("depth"), parts.get("camera_info"), parts.get("pose")
         if depth is None or info is None:
-            return None
-        start = time.perf_counter()
+            return None, None
+        if (depth.width, depth.height) != (image.width, image.height):
+            self.get_logger().warning(
+                f"depth {depth.width}x{depth.height} is not the size of the image {image.width}x"
+                f"{image.height}: no 3-D this frame; publish depth registered to the colour image "
+                "(e.g. the camera driver's aligned_depth_to_color topic)",
+                throttle_duration_sec=5.0,
+            )
+            return None, None
         T_world_camera = pose_from_msg(pose) if pose is not None else None
-        locate_instances(segmentation, depth_to_metres(depth), camera_from_msg(info), T_world_camera)
-        self.locate_ms.add((time.perf_counter() - start) * 1000)
-        return pose.header.frame_id if pose is not None else ""
+        geometry = FrameGeometry(depth_to_metres(depth), camera_from_msg(info), T_world_camera)
+        return geometry, pose.header.frame_id if pose is not None else ""
 
     def _stop_worker(self) -> None:
         self._running = False

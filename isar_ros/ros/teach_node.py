@@ -94,6 +94,7 @@ PERCEPTION_PARAMETERS = {
     "backend",
     "precision",
     "short_side",
+    "compile",
 }
 
 

@@ -13,8 +13,16 @@ Features are the last layer's normalised patch tokens, each L2-normalised. Input
 * ``stretch``: resized to ``stretch_size`` x ``stretch_size`` ignoring the aspect ratio, as the
   ISAR authors do (560 -> a 40 x 40 grid).
 
-``backend``: ``torch`` (any device) or ``openvino`` (CPU, :mod:`.openvino_vit`), with ``precision``
-``auto`` / ``fp32`` / ``bf16`` for OpenVINO (the torch path takes ``bf16=True`` for autocast).
+``backend``: ``torch`` (any device) or ``openvino`` (CPU, :mod:`.openvino_vit`). ``precision``:
+
+* torch: ``auto`` = bf16 autocast on a CUDA GPU that has it (fp16 on older ones), fp32 on a CPU;
+  ``fp32``; ``bf16`` (autocast, CPU or GPU); ``fp16`` (autocast, CUDA only);
+* openvino: ``auto`` = bf16 where the CPU has AVX-512 BF16 or AMX, else fp32; ``fp32``; ``bf16``.
+
+On a GPU the image is copied once into pinned host memory and uploaded asynchronously; resizing,
+normalisation, the network and the feature normalisation run on the GPU, and the features stay there for
+the scoring (the finder's object model lives on the same device). ``compile=True`` wraps the network in
+``torch.compile`` (its first frame per input size compiles, seconds to a minute).
 """
 
 from __future__ import annotations
@@ -38,6 +46,24 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAINED_IMAGE_SIZE = 518  # pos_embed holds 37 x 37 patches + the class token
 BACKENDS = ("torch", "openvino")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The torch path's autocast type for ``precision`` on ``device`` (None = plain fp32)."""
+    if precision not in PRECISIONS:
+        raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigurationError(
+            f"precision fp16 needs a CUDA GPU (device is {device}); "
+            "on a CPU use fp32, bf16 or backend openvino"
+        )
+    return _AUTOCAST.get(precision)
 
 
 @dataclass(frozen=True)
@@ -212,9 +238,9 @@ class Dinov2Backbone(Backbone):
         input_policy: str = "keep_aspect",
         short_side: int = 448,
         stretch_size: int = 560,
-        bf16: bool = False,
         backend: str = "torch",
         precision: str = "auto",
+        compile: bool = False,
     ):
         if backend not in BACKENDS:
             raise ConfigurationError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -225,10 +251,16 @@ class Dinov2Backbone(Backbone):
         self.model = model.to(device).eval()
         self.backend = backend
         self.openvino = None
+        self.autocast: torch.dtype | None = None
+        self.forward: Any = self.model.forward_features
         if backend == "openvino":
             from isar_ros.core.backbones.openvino_vit import OpenVinoVit
 
             self.openvino = OpenVinoVit(self.model, name, precision)
+        else:
+            self.autocast = autocast_dtype(precision, device)
+            if compile:
+                self.forward = torch.compile(self.model.forward_features, dynamic=False)
         self.device = device
         self.feature_dim = model.spec.dim
         # Features at another input size are other features: a memory taught at one is refused at another.
@@ -237,12 +269,7 @@ class Dinov2Backbone(Backbone):
             self.backbone_id += f"-stretch{stretch_size}"
         elif short_side != 448:
             self.backbone_id += f"-s{short_side}"
-        self.input_policy, self.short_side, self.stretch_size, self.bf16 = (
-            input_policy,
-            short_side,
-            stretch_size,
-            bf16,
-        )
+        self.input_policy, self.short_side, self.stretch_size = input_policy, short_side, stretch_size
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
@@ -273,15 +300,24 @@ class Dinov2Backbone(Backbone):
         require_rgb(rgb)
         height, width = rgb.shape[:2]
         size = input_size(width, height, self.input_policy, self.short_side, self.stretch_size)
-        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        x = self._upload(rgb).permute(2, 0, 1)[None].float() / 255.0
         x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
         if self.openvino is not None:
             features = self.openvino(x)[0].float()
         else:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                features = self.model.forward_features(x)[0].float()
+            with torch.autocast(
+                self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
+            ):
+                features = self.forward(x)[0].float()
         return FeatureGrid(F.normalize(features, dim=-1), (width, height))
+
+    def _upload(self, rgb: np.ndarray) -> torch.Tensor:
+        """The image on the backbone's device: on a GPU through pinned memory, asynchronously."""
+        host = torch.from_numpy(rgb)
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        return host.pin_memory().to(self.device, non_blocking=True)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:

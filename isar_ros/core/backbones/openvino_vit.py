@@ -80,7 +80,10 @@ class OpenVinoVit:
 
     def __init__(self, model: nn.Module, name: str, precision: str = "auto", cache: Path | None = None):
         if precision not in PRECISIONS:
-            raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+            raise ConfigurationError(
+                f"backend openvino takes precision {', '.join(PRECISIONS)}, not {precision!r}"
+                + (" (fp16 is for backend torch on a GPU)" if precision == "fp16" else "")
+            )
         self.ov = _openvino()
         self.core = self.ov.Core()
         capabilities = self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
