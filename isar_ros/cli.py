@@ -251,7 +251,7 @@ def _node_specs(args, memory_dir: Path | None) -> list:
     from isar_ros.ros import inference_node, teach_node, web_node
     from isar_ros.ros.launcher import NodeSpec
     from isar_ros.ros.lifecycle import AUTOSTART
-    from isar_ros.settings import convert
+    from isar_ros.settings import assignments
 
     known = {
         "teach_node": {s.name: s for s in [*teach_node.parameter_specs(), AUTOSTART]},
@@ -259,17 +259,9 @@ def _node_specs(args, memory_dir: Path | None) -> list:
     }
     if args.web:
         known["web_node"] = {s.name: s for s in [*web_node.parameter_specs(), AUTOSTART]}
-    parameters: dict[str, dict] = {node: {} for node in known}
-    for pair in args.param:
-        name, sep, value = pair.partition(":=")
-        owners = [node for node, specs in known.items() if name in specs]
-        if not sep or not owners:
-            raise ConfigurationError(
-                f"-p {pair}: expected NAME:=VALUE with a parameter of the started nodes "
-                f"(the web panel's need --web); known: {', '.join(sorted(set().union(*known.values())))}"
-            )
-        for node in owners:
-            parameters[node][name] = convert(known[node][name], value)
+    parameters = assignments(
+        args.param, known, " with a parameter of the started nodes (the web panel's need --web)"
+    )
     if memory_dir is not None:
         parameters["teach_node"]["memory_dir"] = str(memory_dir)
     for node in parameters:

@@ -83,3 +83,21 @@ def convert(spec: Spec, value: Any) -> Any:
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
         raise ConfigurationError(f"{spec.name}: {value!r} is outside [{spec.low}, {spec.high}]")
     return value
+
+
+def assignments(pairs: list[str], known: dict[str, dict[str, Spec]], hint: str = "") -> dict[str, dict]:
+    """``-p NAME:=VALUE`` pairs -> per owner (a node), the converted values of the settings it declares.
+
+    ``known``: owner -> {setting name -> Spec}; a name several owners declare goes to each.
+    :class:`ConfigurationError` for a malformed pair or an unknown name (``hint`` is added to the message).
+    """
+    result: dict[str, dict] = {owner: {} for owner in known}
+    for pair in pairs:
+        name, sep, value = pair.partition(":=")
+        owners = [owner for owner, specs in known.items() if name in specs]
+        if not sep or not owners:
+            names = ", ".join(sorted(set().union(*known.values())))
+            raise ConfigurationError(f"-p {pair}: expected NAME:=VALUE{hint}; known: {names}")
+        for owner in owners:
+            result[owner][name] = convert(known[owner][name], value)
+    return result

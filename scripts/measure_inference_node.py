@@ -62,16 +62,16 @@ def main() -> int:
         help="a parameter of the inference node (repeatable), e.g. -p pipeline:=false",
     )
     args = parser.parse_args()
+    from isar_ros.errors import ConfigurationError
     from isar_ros.ros.inference_node import parameter_specs
-    from isar_ros.settings import convert
+    from isar_ros.settings import assignments
 
-    specs = {spec.name: spec for spec in parameter_specs()}
-    node_parameters = {}
-    for pair in args.param:  # checked and converted as `isar-ros up -p` does
-        name, sep, value = pair.partition(":=")
-        if not sep or name not in specs:
-            parser.error(f"-p {pair}: expected NAME:=VALUE with a parameter of the inference node")
-        node_parameters[name] = convert(specs[name], value)
+    try:  # checked and converted as `isar-ros up -p` does
+        node_parameters = assignments(
+            args.param, {"inference": {s.name: s for s in parameter_specs()}}, " of the inference node"
+        )["inference"]
+    except ConfigurationError as error:
+        parser.error(str(error))
 
     weights = tempfile.mkdtemp(prefix="isar_weights_")
     if args.backbone.startswith("dinov2"):

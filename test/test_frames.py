@@ -48,13 +48,20 @@ def test_waiting_for_the_parts_of_a_stamp_returns_when_they_arrive_or_after_the_
     late = threading.Timer(0.05, lambda: buffer.add((7, 0), "depth", "d"))
     late.start()
     started = time.monotonic()
-    parts = buffer.wait_for((7, 0), ["depth"], timeout_s=5.0)
+    parts = buffer.wait_for((7, 0), 5.0, ["depth"])
     late.join()
     assert parts == {"image": "img", "depth": "d"} and time.monotonic() - started < 4.0
     started = time.monotonic()
-    assert buffer.wait_for((7, 0), ["depth", "pose"], timeout_s=0.1) == {"image": "img", "depth": "d"}
+    assert buffer.wait_for((7, 0), 0.1, ["depth", "pose"]) == {"image": "img", "depth": "d"}
     assert time.monotonic() - started >= 0.09  # the pose never came: what there is, after the timeout
-    assert buffer.wait_for((8, 0), [], timeout_s=5.0) == {}  # nothing to wait for: at once
+    assert buffer.wait_for((8, 0), 5.0, []) == {}  # nothing to wait for: at once
+    # by default it waits for the parts being published: depth came a moment ago, so a new stamp waits
+    # for its depth and gets it; no pose was ever published, so none is waited for
+    parts = FrameBuffer(5)
+    parts.add((1, 0), "depth", "d1")
+    threading.Timer(0.05, lambda: parts.add((2, 0), "depth", "d2")).start()
+    started = time.monotonic()
+    assert parts.wait_for((2, 0), 5.0) == {"depth": "d2"} and time.monotonic() - started < 4.0
 
 
 def test_time_jumping_back_starts_the_buffer_afresh_instead_of_evicting_the_new_frames():

@@ -9,6 +9,7 @@ exact-time pairing ``message_filters.TimeSynchronizer`` gives where it is instal
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from isar_ros.errors import ConfigurationError, InvalidInput
 
 Stamp = tuple[int, int]  # (sec, nanosec)
 JUMP_BACK_S = 1.0  # a part this much older than every held frame means time jumped back
+LIVE_S = 1.0  # a part (topic) counts as being published when one arrived this recently
 
 
 class FrameNotFound(InvalidInput):
@@ -50,6 +52,7 @@ class FrameBuffer:
         self.capacity = capacity
         self._frames: OrderedDict[Stamp, BufferedFrame] = OrderedDict()
         self._lock = threading.Condition()
+        self._seen: dict[str, float] = {}  # part name -> when one last arrived (monotonic)
 
     def add(self, stamp: Stamp, name: str, message: Any) -> None:
         """Add one part of the frame ``stamp``. A stamp more than ``JUMP_BACK_S`` older than every frame
@@ -67,6 +70,7 @@ class FrameBuffer:
                 while len(self._frames) > self.capacity:
                     self._frames.popitem(last=False)
             frame.parts[name] = message
+            self._seen[name] = time.monotonic()
             self._lock.notify_all()
 
     def get(self, stamp: Stamp) -> BufferedFrame:
@@ -102,13 +106,17 @@ class FrameBuffer:
             frame = self._frames.get(stamp)
             return dict(frame.parts) if frame is not None else {}
 
-    def wait_for(self, stamp: Stamp, needed: Iterable[str], timeout_s: float) -> dict[str, Any]:
+    def wait_for(self, stamp: Stamp, timeout_s: float, needed: Iterable[str] | None = None) -> dict[str, Any]:
         """The parts of exactly this stamp once every part in ``needed`` is there, or what arrived within
-        ``timeout_s`` (parts of one stamp come on separate topics, and may come after the image)."""
-        needed = tuple(needed)
+        ``timeout_s`` (parts of one stamp come on separate topics, and may come after the image).
+        ``needed`` defaults to the parts being published: one of them arrived in the last ``LIVE_S``."""
         with self._lock:
+            if needed is None:
+                now = time.monotonic()
+                needed = [name for name, seen in self._seen.items() if now - seen < LIVE_S]
+            wanted = tuple(needed)
             self._lock.wait_for(
-                lambda: all(part in self._frames.get(stamp, BufferedFrame(stamp)).parts for part in needed),
+                lambda: all(part in self._frames.get(stamp, BufferedFrame(stamp)).parts for part in wanted),
                 timeout=timeout_s,
             )
             frame = self._frames.get(stamp)

@@ -41,7 +41,7 @@ from isar_ros.core.backbones.base import FeatureGrid
 from isar_ros.core.geometry import FrameGeometry
 from isar_ros.core.locate import locate_instances, trim_to_depth
 from isar_ros.core.memory_snapshot import MemorySnapshot
-from isar_ros.core.pose_prior import Expectation, PosePrior, Sighting
+from isar_ros.core.pose_prior import Expectation, PosePrior
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt
 from isar_ros.core.regions import components_near_largest
 from isar_ros.core.segmentation import Instance, Segmentation
@@ -415,12 +415,8 @@ class InstanceFinder:
         if self.config.pose_prior and geometry.T_world_camera is not None:
             found = {i.object_id for i in segmentation.instances}
             at_place = {int(self.model.ids[j]) for j in self._near} & found
-            sightings = [
-                Sighting(i.object_id, i.name, i.score, i.world_location)
-                for i in segmentation.instances
-                if i.object_id in self._sure
-            ]
-            self.prior.update(sightings, expected, self.model.ids, at_place)
+            sure = [i for i in segmentation.instances if i.object_id in self._sure]
+            self.prior.update(sure, expected, self.model.ids, at_place)
 
     def _masks(
         self,

@@ -68,15 +68,11 @@ def surface_points(
         raise ValueError(
             f"mask {mask.shape} and depth {depth_m.shape} differ in size; depth must be registered"
         )
-    v, u = np.nonzero(interior(mask, config.min_pixels))
-    z = depth_m[v, u].astype(np.float64)
-    valid = np.isfinite(z) & (z > 0) & (z < config.max_depth_m)
-    v, u, z = v[valid], u[valid], z[valid]
+    v, u, z = _interior_depths(mask, depth_m, config)
     if len(z) < config.min_pixels:
         return np.zeros((0, 3))
-    median = np.median(z)
-    spread = 1.4826 * np.median(np.abs(z - median))
-    keep = np.abs(z - median) <= max(config.mad_factor * spread, config.min_tolerance_m)
+    median, tolerance = _band(z, config, config.min_tolerance_m)
+    keep = np.abs(z - median) <= tolerance
     v, u, z = v[keep], u[keep], z[keep]
     return np.stack([(u - camera.cx) * z / camera.fx, (v - camera.cy) * z / camera.fy, z], axis=1)
 
@@ -100,16 +96,22 @@ def locate(
     return in_camera, _summary(world, config)
 
 
-def _depth_band(mask: np.ndarray, depth_m: np.ndarray, config: LocateConfig) -> tuple[float, float] | None:
-    """(median, half width) of the depth of ``mask``'s interior, as :func:`surface_points` judges depth
-    consistency (but never narrower than ``trim_tolerance_m``); None with too few valid pixels."""
-    z = depth_m[interior(mask, config.min_pixels)].astype(np.float64)
-    z = z[np.isfinite(z) & (z > 0) & (z < config.max_depth_m)]
-    if len(z) < config.min_pixels:
-        return None
+def _interior_depths(
+    mask: np.ndarray, depth_m: np.ndarray, config: LocateConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, depths) of the mask's interior pixels with a valid depth (finite, > 0, in range)."""
+    v, u = np.nonzero(interior(mask, config.min_pixels))
+    z = depth_m[v, u].astype(np.float64)
+    valid = np.isfinite(z) & (z > 0) & (z < config.max_depth_m)
+    return v[valid], u[valid], z[valid]
+
+
+def _band(z: np.ndarray, config: LocateConfig, floor_m: float) -> tuple[float, float]:
+    """(median, half width) of the depth-consistency band of ``z``: ``mad_factor`` robust standard
+    deviations, never narrower than ``floor_m``."""
     median = float(np.median(z))
     spread = 1.4826 * float(np.median(np.abs(z - median)))
-    return median, max(config.mad_factor * spread, config.trim_tolerance_m)
+    return median, max(config.mad_factor * spread, floor_m)
 
 
 def _crops(segmentation: Segmentation, height: int, width: int) -> Iterator[tuple[Instance, slice, slice]]:
@@ -143,9 +145,9 @@ def trim_to_depth(
     for instance, rows, columns in _crops(segmentation, *depth_m.shape):
         labels = segmentation.labels[rows, columns]  # a view: changes land in the label image
         mask = labels == instance.object_id
-        band = _depth_band(mask, depth_m[rows, columns], config)
-        if band is not None:
-            median, tolerance = band
+        _, _, inside = _interior_depths(mask, depth_m[rows, columns], config)
+        if len(inside) >= config.min_pixels:
+            median, tolerance = _band(inside, config, config.trim_tolerance_m)
             z = depth_m[rows, columns]
             with np.errstate(invalid="ignore"):
                 away = mask & np.isfinite(z) & (z > 0) & (np.abs(z - median) > tolerance)

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isar_ros.core.geometry import FrameGeometry, Location
+from isar_ros.core.geometry import FrameGeometry
 from isar_ros.core.object_map import ObjectMap
+from isar_ros.core.segmentation import Instance
 
 MIN_SIZE_M = 0.1  # the expected disc is never smaller than this object size
 NEAR_M = 0.1  # an expected position closer than this to the camera plane is out of view
@@ -41,14 +42,6 @@ HIDDEN_WINDOW = 2  # the depth at the expected pixel: median of this radius (pix
 @dataclass(frozen=True)
 class Expectation:
     near: np.ndarray | None  # rows x cols bool: the patches where the object should be; None = out of view
-
-
-@dataclass(frozen=True)
-class Sighting:
-    object_id: int
-    name: str
-    score: float
-    world: Location | None
 
 
 class PosePrior:
@@ -108,24 +101,21 @@ class PosePrior:
         return result
 
     def update(
-        self,
-        sightings: list[Sighting],
-        expected: dict[int, Expectation],
-        ids: np.ndarray,
-        found_near: set[int],
+        self, sure: list[Instance], expected: dict[int, Expectation], ids: np.ndarray, found_near: set[int]
     ) -> None:
-        """After a frame: map the objects found (those with a world location), count the expected ones
-        missing from their place (indices into ``ids``; ``found_near``: object ids found at their place)."""
+        """After a frame: map the instances found surely (those with a world location), and count the
+        expected objects (indices into ``ids``) missing from their place (``found_near``: object ids found
+        there)."""
         self.frames += 1
-        for sighting in sightings:
-            if sighting.world is not None:
+        for instance in sure:
+            if instance.world_location is not None:
                 self.map.observe(
-                    sighting.object_id,
-                    sighting.name,
-                    sighting.world.centroid,
-                    sighting.world.extent,
+                    instance.object_id,
+                    instance.name,
+                    instance.world_location.centroid,
+                    instance.world_location.extent,
                     float(self.frames),
-                    sighting.score,
+                    instance.score,
                     "world",
                 )
         for j, expectation in expected.items():

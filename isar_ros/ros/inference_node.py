@@ -56,7 +56,6 @@ from isar_ros.settings import Spec, setting, specs
 
 WINDOW_S = 5.0  # status is judged on this many recent seconds
 FRAMES_KEPT = 10  # stamps of depth / camera_info / pose kept for pairing with images
-LIVE_S = 1.0  # a depth / camera_info / pose topic counts as published when a message came this recently
 
 
 @dataclass
@@ -146,7 +145,6 @@ class InferenceNode(ManagedNode):
         self.started = time.monotonic()
         self.frames = FrameBuffer(FRAMES_KEPT)  # depth, camera_info and pose by stamp, paired with images
         self.last_info: CameraInfo | None = None
-        self._part_seen: dict[str, float] = {}  # depth / camera_info / pose -> when one last arrived
         self.input_rate, self.output_rate, self.bad_rate = (
             RateMeter(WINDOW_S),
             RateMeter(WINDOW_S),
@@ -247,15 +245,7 @@ class InferenceNode(ManagedNode):
         self._on_part("camera_info", msg)
 
     def _on_part(self, name: str, msg: Any) -> None:
-        self._part_seen[name] = time.monotonic()
         self.frames.add(stamp_of(msg.header), name, msg)
-
-    def _parts_of(self, image: Image) -> dict[str, Any]:
-        """Depth, camera_info and pose of the image's stamp; those being published (seen in the last
-        ``LIVE_S``) are waited for up to ``geometry_wait_s``, since they may arrive after the image."""
-        now = time.monotonic()
-        live = [name for name, seen in self._part_seen.items() if now - seen < LIVE_S]
-        return self.frames.wait_for(stamp_of(image.header), live, self.params.values["geometry_wait_s"])
 
     def on_memory(self, msg: InstanceMemory) -> None:
         try:
@@ -355,7 +345,8 @@ class InferenceNode(ManagedNode):
         if self._pending_model is not None:  # a new memory is swapped in between two frames
             self.finder.set_model(self._pending_model)
             self._pending_model = None
-        parts = self._parts_of(msg)  # depth, camera_info, pose of this image's stamp
+        # depth, camera_info, pose of this image's stamp: those being published may still be on their way
+        parts = self.frames.wait_for(stamp_of(msg.header), self.params.values["geometry_wait_s"])
         geometry, world_frame = self._geometry(msg, parts)
         segmentation = self.finder.find(grid, rgb, geometry)
         if geometry is not None:
