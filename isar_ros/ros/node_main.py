@@ -23,7 +23,8 @@ def run_node(
     A configuration error while creating or configuring the node (bad parameter, unknown backbone,
     missing checkpoint, unusable memory folder) is printed as one line naming the node and gives exit
     code 2. rclpy turns SIGINT and SIGTERM into a shutdown, so ``timeout``, systemd and docker stop a
-    node as cleanly as Ctrl-C (the teach node saves its memory).
+    node as cleanly as Ctrl-C (the teach node saves its memory); an error that rclpy raises from inside
+    ``spin`` because that shutdown came mid-take is part of stopping, not a failure.
     """
     rclpy.init(args=args)
     node, code = None, 0
@@ -43,6 +44,11 @@ def run_node(
             text = f"{node.get_name()}: {text}"
         print(text, file=sys.stderr, flush=True)
         code = 2
+    except Exception:
+        if rclpy.ok():
+            raise  # a bug while running: the traceback and a non-zero exit code
+        # SIGINT / SIGTERM shut the context down while the executor was taking a message (rclpy then
+        # raises from inside spin, e.g. "Unable to convert call argument"): the node was stopping anyway.
     finally:
         if node is not None:
             close = getattr(node, "close", None)
