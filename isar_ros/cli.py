@@ -835,7 +835,7 @@ def cmd_teach(args) -> int:
         perception = Perception(PerceptionConfig())
         if (args.memory_dir / "manifest.json").is_file():
             perception.memory = load_memory(args.memory_dir, perception.backbone.backbone_id)
-        result = perception.teach([(perception.encode(rgb), [prompt])], name=args.name)
+        result = perception.teach_images([(rgb, [prompt])], name=args.name)
         perception.save(args.memory_dir)
         print(f"taught object {result.object_id} ({args.name}) into {args.memory_dir}")
         return 0

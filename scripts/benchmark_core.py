@@ -280,26 +280,30 @@ def scaling(repeats: int) -> list[dict]:
 
 
 def teach_latency(repeats: int) -> list[dict]:
+    """Prompts on raw images -> object usable (``Perception.teach_images``, what the teach node calls):
+    features, GrabCut masks, two relit variants, the fit; with the masks made one at a time
+    (``teach_threads`` 1) and in two threads beside the backbone, alternately in one run."""
     rows = []
     frames = [test_image(seed=s) for s in range(10)]
     warm_up = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))  # imports, first calls
-    warm_up.teach([(warm_up.encode(frames[0][0]), [Prompt.from_isar(box_xyxy=frames[0][1][0])])], name="w")
+    warm_up.teach_images([(frames[0][0], [Prompt.from_isar(box_xyxy=frames[0][1][0])])], name="w")
     for count in (1, 10):
-        samples = []
+        samples: dict[int, list[float]] = {1: [], 2: []}
         for _r in range(max(2, repeats // 5)):
-            perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
-            start = time.perf_counter()
-            encoded = [
-                (perception.encode(image), [Prompt.from_isar(box_xyxy=boxes[0])])
-                for image, boxes in frames[:count]
-            ]
-            perception.teach(encoded, name="object")
-            samples.append((time.perf_counter() - start) * 1000)
-        rows.append({"exemplars": count, **summary(samples)})
-        print(
-            f"  teach from {count:>2} exemplar(s): {rows[-1]['median_ms']:8.1f} ms (features, GrabCut, "
-            "augmentation, fit)"
-        )
+            for threads in samples:
+                perception = Perception(
+                    PerceptionConfig(mask_predictor="grabcut", device="cpu", teach_threads=threads)
+                )
+                images = [(image, [Prompt.from_isar(box_xyxy=boxes[0])]) for image, boxes in frames[:count]]
+                start = time.perf_counter()
+                perception.teach_images(images, name="object")
+                samples[threads].append((time.perf_counter() - start) * 1000)
+        for threads, values in samples.items():
+            rows.append({"exemplars": count, "teach_threads": threads, **summary(values)})
+            print(
+                f"  teach from {count:>2} exemplar(s), masks in {threads} thread(s): "
+                f"{rows[-1]['median_ms']:8.1f} ms (features, GrabCut, augmentation, fit)"
+            )
     return rows
 
 

@@ -113,6 +113,29 @@ def test_one_matrix_product_equals_per_object_scores(taught):
         )
 
 
+@pytest.mark.parametrize("matcher", ["svm", "prototype"])
+def test_presence_is_exact_for_every_object_near_its_gate_and_bounded_for_the_rest(taught, matcher):
+    perception, red, _ = taught
+    grid = perception.encode(scene({"red_stripes": (200, 30, 80, 70)}, seed=5)[0]).grid
+    finder = InstanceFinder(perception.finder.model, InferenceConfig(matcher=matcher, temporal=False))
+    scores = finder.score(grid)
+    by_object = scores.numpy().reshape(-1, len(finder.model)).T
+    m = finder.model.min_patches
+    exact = np.array([np.sort(row)[::-1][:n].mean() for row, n in zip(by_object, m, strict=True)])
+    bound = by_object.max(axis=1)
+    if matcher == "prototype":
+        exact = (exact - finder.model.prototype_threshold) * 10.0
+        bound = (bound - finder.model.prototype_threshold) * 10.0
+    for floor in (np.full(2, -np.inf), np.full(2, np.inf), exact + 1e-3):  # all exact, none, between
+        logits, _ = finder._top_means(scores, floor)
+        reached = bound >= floor
+        np.testing.assert_allclose(logits[reached], exact[reached], atol=1e-4)
+        np.testing.assert_allclose(logits[~reached], bound[~reached], atol=1e-4)
+        assert (logits >= exact - 1e-4).all()
+    _, present = finder.presence(scores, grid.features)
+    assert present.tolist() == [True, False]  # the red object shows; the blue one does not
+
+
 def test_forget_and_rename(taught):
     perception, red, blue = taught
     perception.rename(blue.object_id, "blue crate")
@@ -426,10 +449,8 @@ def test_prototype_matcher_finds_the_taught_object(taught):
 def test_object_model_is_built_on_the_inference_device(taught):
     perception, _, _ = taught
     model = ObjectModel(perception.snapshot(), "cpu")
-    assert model.weights_t.device == torch.device("cpu") and model.weights_t.shape == (
-        perception.backbone.feature_dim,
-        2,
-    )
+    assert model.weights.device == torch.device("cpu")
+    assert model.weights.shape == (2, perception.backbone.feature_dim)
 
 
 def test_an_instance_box_is_the_tight_box_of_exactly_its_published_pixels(taught):
@@ -444,3 +465,44 @@ def test_an_instance_box_is_the_tight_box_of_exactly_its_published_pixels(taught
         assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
         assert instance.area == len(xs)
     assert len({i.object_id for i in segmentation.instances}) == len(segmentation.instances)
+
+
+def test_masks_made_in_threads_beside_the_backbone_teach_exactly_what_one_at_a_time_does(monkeypatch):
+    images = []
+    for seed in range(4):
+        rgb, masks = scene({"red_stripes": (30 + 10 * seed, 40, 70, 60)}, seed=seed)
+        images.append((rgb, [box_prompt(masks["red_stripes"])]))
+    used: list[GrabCutPredictor] = []
+    predict = GrabCutPredictor.predict
+    monkeypatch.setattr(
+        GrabCutPredictor, "predict", lambda self, prompt: used.append(self) or predict(self, prompt)
+    )
+    taught = {}
+    for threads in (1, 2):
+        used.clear()
+        config = PerceptionConfig(mask_predictor="grabcut", device="cpu", teach_threads=threads)
+        perception = Perception(config)
+        result = perception.teach_images(images, name="red mug")
+        # One at a time: the perception's own predictor; in threads: each thread's own copy.
+        assert len(used) == 4 and (perception.mask_predictor in used) == (threads == 1)
+        taught[threads] = (result.masks, perception.objects()[0].classifier)
+    for a, b in zip(taught[1][0], taught[2][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(taught[1][1].weights, taught[2][1].weights)
+    assert taught[1][1].presence_threshold == taught[2][1].presence_threshold
+    # teach() on frames encoded first gives the same object as teach_images().
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    perception.teach([(perception.encode(rgb), prompts) for rgb, prompts in images], name="red mug")
+    np.testing.assert_array_equal(perception.objects()[0].classifier.weights, taught[2][1].weights)
+
+
+def test_a_bad_prompt_on_any_frame_of_a_threaded_teach_is_refused_before_any_work(taught):
+    perception, _, _ = taught
+    rgb, masks = scene({"red_stripes": (30, 40, 70, 60)})
+    version, encoded = perception.memory.version, []
+    encode = perception.encode
+    perception.encode = lambda image: encoded.append(image) or encode(image)
+    bad = Prompt(np.array([[500.0, 10.0]]), np.array([1]))
+    with pytest.raises(PromptError, match="outside the 320x240 image"):
+        perception.teach_images([(rgb, [box_prompt(masks["red_stripes"])]), (rgb, [bad])], name="x")
+    assert encoded == [] and perception.memory.version == version and len(perception.memory.objects) == 2

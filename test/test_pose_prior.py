@@ -1,10 +1,11 @@
-"""Pose-aware finding and depth trimming, on known answers.
+"""The priors of finding (pose prior, tracking) and depth trimming, on known answers.
 
 The finder's object scores where feature axis 0 is set (``4 a - 1``; the background, axis 3, scores -1),
-its presence threshold is 1 logit, the pose prior moves it by 0.25 of that. The camera looks along +z at a
+its presence threshold is 1 logit, each prior moves it by 0.25 of that. The camera looks along +z at a
 wall 2 m away; the object stands 1 m away. Frame one sees it strongly with the camera at the origin, which
 puts it on the map; then the camera moves 0.25 m to the right, so the object should appear 16 px (two
-patches) further left.
+patches) further left. Tracking needs no geometry: the object's region of the last frame, grown by half
+its size (two patches here), is where it is expected.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ AFTER_MOVE = (slice(4, 8), slice(3, 7))  # ... and from 0.25 m to the right
 ELSEWHERE = (slice(4, 8), slice(12, 16))
 
 
-def finder(pose_prior: bool) -> InstanceFinder:
+def finder(pose_prior: bool, track: bool = False) -> InstanceFinder:
     classifier = ObjectClassifier(
         np.array([4.0, 0.0, 0.0, 0.0], np.float32),
         -1.0,
@@ -41,7 +42,9 @@ def finder(pose_prior: bool) -> InstanceFinder:
         0.5,
     )
     snapshot = MemorySnapshot(1, "test", 4, (SnapshotObject(1, "mug", 1, 4, 16, classifier),))
-    config = InferenceConfig(temporal=False, edge_aware=False, pose_prior=pose_prior, depth_trim=False)
+    config = InferenceConfig(
+        temporal=False, edge_aware=False, pose_prior=pose_prior, depth_trim=False, track=track
+    )
     return InstanceFinder(ObjectModel(snapshot), config)
 
 
@@ -196,3 +199,59 @@ def test_the_runner_passes_geometry_to_a_method_that_uses_it_and_says_so(tiny_da
     assert len(seen) == sum(len(s) for s in dataset.task(task).test_scenes)
     assert all(g is not None and g.T_world_camera is not None for g in seen)
     assert "depth, intrinsics and camera pose" in markdown_summary(result)
+
+
+# ---- tracking (image only) --------------------------------------------------------------------------
+
+
+def tracked(*regions: tuple[tuple[slice, slice], float], track: bool = True) -> list[list[str]]:
+    """The names found in each of a sequence of frames (each a tuple of regions), without geometry."""
+    found = finder(pose_prior=False, track=track)
+    return [[i.name for i in found.find(frame(*shown)[0]).instances] for shown in regions]
+
+
+def test_tracking_recovers_a_weak_view_next_to_where_the_last_frame_found_it():
+    sequence = (((AT_START, STRONG),), ((AFTER_MOVE, WEAK),))
+    assert tracked(*sequence, track=False) == [["mug"], []]
+    assert tracked(*sequence) == [["mug"], ["mug"]]
+
+
+def test_tracking_doubts_a_look_alike_elsewhere_and_paints_the_place_when_both_show():
+    sequence = (((AT_START, STRONG),), ((ELSEWHERE, LOOK_ALIKE),))
+    assert tracked(*sequence, track=False) == [["mug"], ["mug"]]
+    assert tracked(*sequence) == [["mug"], []]
+    found = finder(pose_prior=False, track=True)
+    found.find(frame((AT_START, STRONG))[0])
+    labels = found.find(frame((AFTER_MOVE, WEAK), (ELSEWHERE, LOOK_ALIKE))[0]).labels
+    assert labels[AFTER_MOVE[0].start * STRIDE + 12, AFTER_MOVE[1].start * STRIDE + 12] == 1
+    assert not labels[:, ELSEWHERE[1].start * STRIDE :].any()
+
+
+def test_tracking_follows_a_jump_and_forgets_after_one_frame_without_a_sure_view():
+    # A strong view elsewhere passes the raised threshold, and the expectation moves there with it.
+    assert tracked(((AT_START, STRONG),), ((ELSEWHERE, STRONG),), ((ELSEWHERE, WEAK),)) == [["mug"]] * 3
+    # A frame without it ends the expectation: the look-alike is found as without tracking.
+    assert tracked(((AT_START, STRONG),), (), ((ELSEWHERE, LOOK_ALIKE),)) == [["mug"], [], ["mug"]]
+    # A view recovered by tracking is not sure: it does not carry the expectation on by itself.
+    assert tracked(((AT_START, STRONG),), ((AT_START, WEAK),), ((AT_START, WEAK),)) == [["mug"], ["mug"], []]
+
+
+def test_a_reset_or_forgetting_the_object_ends_tracking():
+    found = finder(pose_prior=False, track=True)
+    found.find(frame((AT_START, STRONG))[0])
+    found.reset()
+    assert found.find(frame((AFTER_MOVE, WEAK))[0]).instances == []
+    found.find(frame((AT_START, STRONG))[0])
+    found.set_model(ObjectModel.empty("test", 4))
+    assert found.track.regions == {}
+
+
+def test_the_pose_prior_wins_over_tracking_where_both_expect_the_object():
+    found = finder(pose_prior=True, track=True)
+    grid, depth = frame((AT_START, STRONG))
+    found.find(grid, None, geometry(depth, 0.0))
+    grid, depth = frame((AFTER_MOVE, WEAK))
+    posed, expected, weights = found._expectations(geometry(depth, 0.25), (ROWS, COLS))
+    assert expected[0] is posed[0] and weights[0] == found.config.pose_prior_weight
+    posed, expected, weights = found._expectations(geometry(depth, None), (ROWS, COLS))  # no pose
+    assert posed == {} and expected[0].near[AT_START].all() and weights[0] == found.config.track_weight

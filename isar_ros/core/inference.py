@@ -20,7 +20,10 @@ Per frame (:meth:`InstanceFinder.find`):
 5. with a frame's :class:`~isar_ros.core.geometry.FrameGeometry` (depth, intrinsics, camera pose):
    masks optionally trimmed to each object's depth band (``depth_trim``), every instance located in
    3-D (:mod:`isar_ros.core.locate`), and, with ``pose_prior``, each object expected where it was last
-   seen (:mod:`isar_ros.core.pose_prior`; this changes step 2).
+   seen (:mod:`isar_ros.core.pose_prior`; this changes step 2);
+6. with ``track`` (no geometry needed), each object expected next to the region where the previous frame
+   surely found it (:mod:`isar_ros.core.track`; this too changes step 2, and only regions touching the
+   expected place are painted in step 3).
 
 The prototype matcher (``matcher="prototype"``) replaces step 1's classifier by cosine similarity
 to each object's prototypes, takes connected regions of its similarity maps as mask proposals, and
@@ -45,6 +48,7 @@ from isar_ros.core.pose_prior import Expectation, PosePrior
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt
 from isar_ros.core.regions import components_near_largest
 from isar_ros.core.segmentation import Instance, Segmentation
+from isar_ros.core.track import RegionTrack
 from isar_ros.errors import ConfigurationError, InvalidInput
 from isar_ros.settings import setting
 
@@ -116,6 +120,20 @@ class InferenceConfig:
         low=0.0,
         high=1.0,
     )
+    track: bool = setting(
+        True,
+        "expect each object near where the previous frame surely found it (a video stream): its region "
+        "there is preferred, look-alikes elsewhere are doubted and not painted",
+        runtime=True,
+    )
+    track_weight: float = setting(
+        0.25,
+        "how much tracking lowers (near the previous region) or raises (elsewhere) a presence threshold, "
+        "as a fraction of it",
+        runtime=True,
+        low=0.0,
+        high=1.0,
+    )
     refine: str = setting(
         "none",
         "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
@@ -159,9 +177,7 @@ class ObjectModel:
             if objects
             else np.zeros((0, dim), np.float32)
         )
-        self.weights_t = torch.from_numpy(weights.T.copy()).to(
-            self.device
-        )  # C x K, contiguous for the product
+        self.weights = torch.from_numpy(weights).to(self.device)  # K x C: scores come out object-major
         self.bias = torch.tensor(
             [float(c.bias) for c in classifiers], dtype=torch.float32, device=self.device
         )
@@ -213,42 +229,50 @@ class InstanceFinder:
         self.model = model
         self._previously_present: set[int] = set()
         self.prior = PosePrior()
-        # Pose prior, per frame: object index -> its expected disc where its region touched it, and the
-        # objects sure enough to go on the stream's map (present even with the doubt's higher threshold).
+        self.track = RegionTrack()
+        # Priors, per frame: object index -> its expected place where its best region touched it; the
+        # objects sure enough to feed the priors (present even with the doubt's higher threshold), and
+        # the best region of each object judged (object index -> rows x cols bool).
         self._near: dict[int, np.ndarray] = {}
         self._sure: set[int] = set()
+        self._regions: dict[int, np.ndarray] = {}
 
     def set_model(self, model: ObjectModel) -> None:
         """Swap in a new memory between frames (temporal state of objects that remain is kept)."""
         self.model = model
         self._previously_present &= set(model.ids.tolist())
         self.prior.keep_only(dict(zip(model.ids.tolist(), model.names, strict=True)))
+        self.track.keep_only(set(model.ids.tolist()))
 
     def reset(self) -> None:
         self._previously_present = set()
         self.prior.reset()
+        self.track.reset()
 
     # ---- stages ---------------------------------------------------------------------------------
     def score(self, grid: FeatureGrid) -> torch.Tensor:
-        """(rows, cols, K) patch scores for all objects: one matrix product."""
+        """(rows, cols, K) patch scores for all objects: one matrix product. The result is a view of an
+        object-major (K, rows, cols) tensor: each object's score map is contiguous, and so is what
+        :meth:`presence` reduces over."""
         rows, cols = grid.features.shape[:2]
         flat = grid.features.reshape(-1, grid.features.shape[-1]).to(self.model.device, torch.float32)
         if self.config.matcher == "svm":
-            scores = torch.addmm(self.model.bias, flat, self.model.weights_t)
+            scores = torch.addmm(self.model.bias[:, None], self.model.weights, flat.T)  # K x N
         else:
-            similarity = flat @ self.model.prototypes.T  # N x total prototypes
+            similarity = self.model.prototypes @ flat.T  # total prototypes x N
             owner = self.model.prototype_owner_t
-            scores = torch.full((flat.shape[0], len(self.model)), -1.0, device=similarity.device)
+            scores = torch.full((len(self.model), flat.shape[0]), -1.0, device=similarity.device)
             scores = scores.scatter_reduce(
-                1, owner.expand(flat.shape[0], -1), similarity, reduce="amax", include_self=True
+                0, owner[:, None].expand(-1, flat.shape[0]), similarity, reduce="amax", include_self=True
             )
-        return scores.reshape(rows, cols, -1)
+        return scores.reshape(-1, rows, cols).permute(1, 2, 0)
 
     def presence(
         self,
         scores: torch.Tensor,
         features: torch.Tensor | None = None,
         expected: dict[int, Expectation] | None = None,
+        weights: dict[int, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Presence probability and decision per object.
 
@@ -258,39 +282,37 @@ class InstanceFinder:
         a compact blob while false alarms are scattered patches. With the frame's ``features``
         (rows, cols, C), a region that passes must also look like the object as a whole: its mean
         feature's cosine with the object's appearance reaches the object's appearance threshold.
-        ``expected`` (object index -> :class:`Expectation`, from the pose prior) prefers regions at the
-        expected place and moves those objects' thresholds down there and up elsewhere.
+        ``expected`` (object index -> :class:`Expectation`, from the pose prior or tracking) prefers
+        regions at the expected place and moves those objects' thresholds down there and up elsewhere, by
+        ``weights`` (object index -> fraction of the threshold; default ``pose_prior_weight``).
         """
         k = len(self.model)
-        rows, cols = scores.shape[:2]
-        flat = scores.reshape(-1, k)
-        m_max = int(min(self.model.min_patches.max(initial=1), flat.shape[0]))
-        top = torch.topk(flat, m_max, dim=0).values.cpu().numpy()  # m_max x K
-        m = np.minimum(self.model.min_patches, m_max)
-        logits = np.cumsum(top, axis=0)[m - 1, np.arange(k)] / m
-        if self.config.matcher == "prototype":
-            logits = (logits - self.model.prototype_threshold) * PROTOTYPE_LOGIT_SCALE
-            threshold = np.zeros(k)
-        else:
-            threshold = self.model.presence_logit.copy()
-        threshold = threshold + self.config.presence_offset
+        svm = self.config.matcher == "svm"  # the prototype matcher's logits are relative to its threshold
+        threshold = (self.model.presence_logit if svm else np.zeros(k)) + self.config.presence_offset
         if self.config.temporal:
             was = np.isin(self.model.ids, list(self._previously_present))
             threshold[was] -= self.config.hysteresis * np.abs(threshold[was])
+        threshold_before_priors = threshold.copy()
         expected = expected or {}
-        shift = self.config.pose_prior_weight * np.abs(threshold)
+        weight = np.full(k, self.config.pose_prior_weight)
+        for index, w in (weights or {}).items():
+            weight[index] = w
+        shift = weight * np.abs(threshold)
         lower, higher = threshold - shift, threshold + shift
         gate = threshold.copy()
         visible = [j for j, e in expected.items() if e.near is not None]
         gate[visible] = lower[visible]
+        logits, m = self._top_means(scores, gate - COMPONENT_CHECK)
         unlike = np.zeros(k, bool)
-        self._near = {}
+        self._near, self._regions = {}, {}
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
             expectation = expected.get(int(j))
             near = expectation.near if expectation is not None else None
             region, logits[j], at_place = self._best_region(
                 scores[..., j].cpu().numpy(), int(j), int(m[j]), near
             )
+            if region is not None:
+                self._regions[int(j)] = region
             if expectation is not None:
                 threshold[j] = lower[j] if at_place else higher[j]
             if at_place and near is not None:
@@ -301,10 +323,40 @@ class InstanceFinder:
                 )
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
-        # Only what would pass even when doubted goes on the map: a recovered weak view or a marginal
-        # look-alike must not teach the prior where to look (it would feed itself).
-        self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & (logits > higher))}
+        # Only what would pass even when doubted feeds the priors: a recovered weak view or a marginal
+        # look-alike must not teach them where to look (they would feed themselves).
+        sure_weight = max(
+            self.config.pose_prior_weight if self.config.pose_prior else 0.0,
+            self.config.track_weight if self.config.track else 0.0,
+        )
+        sure = logits > threshold_before_priors + sure_weight * np.abs(threshold_before_priors)
+        self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & sure)}
         return probability, present
+
+    def _top_means(self, scores: torch.Tensor, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per object, the mean of its ``min_patches`` best patch scores as a logit, and how many patches
+        that is (``m``). Exact for every object whose best patch reaches ``floor`` (logits); the others
+        cannot reach their gate, and get their best patch's logit instead (an upper bound): with many
+        objects, most are far from present and one maximum per object replaces a top-k."""
+        k = len(self.model)
+        by_object = scores.permute(2, 0, 1).reshape(k, -1)  # K x N, contiguous as score() made it
+        m_max = int(min(self.model.min_patches.max(initial=1), by_object.shape[1]))
+        m = np.minimum(self.model.min_patches, m_max)
+        logits = self._as_logits(by_object.max(dim=1).values.cpu().numpy().astype(np.float64))
+        exact = np.flatnonzero(logits >= floor) if self.config.presence else np.arange(k)
+        if exact.size:
+            chosen = torch.from_numpy(exact).to(by_object.device)
+            top = torch.topk(by_object[chosen], m_max, dim=1).values.cpu().numpy()  # exact x m_max
+            means = np.cumsum(top, axis=1)[np.arange(exact.size), m[exact] - 1] / m[exact]
+            logits[exact] = self._as_logits(means, exact)
+        return logits, m
+
+    def _as_logits(self, values: np.ndarray, objects: np.ndarray | None = None) -> np.ndarray:
+        """Scores -> presence logits: the svm's are logits; the prototype matcher's cosines are scaled."""
+        if self.config.matcher != "prototype":
+            return values
+        own = self.model.prototype_threshold if objects is None else self.model.prototype_threshold[objects]
+        return (values - own) * PROTOTYPE_LOGIT_SCALE
 
     def _appearance_cosine(self, features: torch.Tensor, region: np.ndarray, j: int) -> float:
         """Cosine between the mean feature of ``region`` (rows x cols bool) and object ``j``'s appearance."""
@@ -386,10 +438,8 @@ class InstanceFinder:
             return Segmentation(np.zeros((height, width), np.uint16), [], timings, self.model.version)
         start = time.perf_counter()
         scores = self.score(grid)
-        expected = {}
-        if geometry is not None and self.config.pose_prior:
-            expected = self.prior.expect(self.model.ids, geometry, (scores.shape[0], scores.shape[1]))
-        probability, present = self.presence(scores, grid.features, expected)
+        posed, expected, weights = self._expectations(geometry, (scores.shape[0], scores.shape[1]))
+        probability, present = self.presence(scores, grid.features, expected, weights)
         timings["scoring"] = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
         labels, instances = self._masks(grid, scores, probability, present, rgb)
@@ -401,10 +451,28 @@ class InstanceFinder:
         segmentation = Segmentation(labels, instances, timings, self.model.version)
         if geometry is not None:
             start = time.perf_counter()
-            self._use_geometry(segmentation, geometry, expected)
+            self._use_geometry(segmentation, geometry, posed)
             timings["locate"] = (time.perf_counter() - start) * 1000
         self._previously_present = {i.object_id for i in segmentation.instances}
+        if self.config.track:
+            found = self._previously_present & self._sure
+            ids = self.model.ids
+            self.track.update({int(ids[j]): r for j, r in self._regions.items() if int(ids[j]) in found})
         return segmentation
+
+    def _expectations(
+        self, geometry: FrameGeometry | None, grid_shape: tuple[int, int]
+    ) -> tuple[dict[int, Expectation], dict[int, Expectation], dict[int, float]]:
+        """The pose prior's expectations (object index -> Expectation); those of both priors (the pose
+        prior's where it has one, else tracking's), and how strongly each acts (object index -> fraction
+        of the threshold)."""
+        posed: dict[int, Expectation] = {}
+        if geometry is not None and self.config.pose_prior:
+            posed = self.prior.expect(self.model.ids, geometry, grid_shape)
+        tracked = self.track.expect(self.model.ids, grid_shape) if self.config.track else {}
+        weights = dict.fromkeys(tracked, self.config.track_weight)
+        weights |= dict.fromkeys(posed, self.config.pose_prior_weight)
+        return posed, tracked | posed, weights
 
     def _use_geometry(
         self, segmentation: Segmentation, geometry: FrameGeometry, expected: dict[int, Expectation]

@@ -17,9 +17,14 @@ inside the memory: :meth:`Perception.snapshot`, :attr:`Perception.version`,
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +41,8 @@ from isar_ros.core.prompt_mask import MaskPredictor, Prompt, PromptError
 from isar_ros.core.seeding import content_seed
 from isar_ros.core.segmentation import Segmentation
 from isar_ros.settings import setting
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,6 +70,13 @@ class PerceptionConfig:
     )
     sam_checkpoint: str = setting("", "explicit SAM checkpoint file (empty: search the weights folder)")
     augmentations: int = 2  # photometric variants per teach call (other lighting, other rooms)
+    teach_threads: int = setting(
+        2,
+        "threads for a teach call's independent steps: masks (GrabCut; SAM runs one at a time) and "
+        "features (the hand-crafted backbone; DINOv2 runs one at a time) of its frames",
+        low=1,
+        high=64,
+    )
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
@@ -97,6 +111,18 @@ def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(rgb.astype(np.float32) * gain.astype(np.float32), 0, 255).astype(np.uint8)
 
 
+def masks_of(predictor: MaskPredictor, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
+    """The union of the masks ``predictor`` gives for ``prompts`` on one image (prompts checked first)."""
+    height, width = require_rgb(rgb).shape[:2]
+    for prompt in prompts:
+        prompt.validate(width, height)
+    predictor.set_image(rgb)
+    mask = np.zeros((height, width), bool)
+    for prompt in prompts:
+        mask |= predictor.predict(prompt)
+    return mask
+
+
 class Perception:
     """Backbone + mask predictor + instance memory + instance finder, behind one small API."""
 
@@ -112,6 +138,8 @@ class Perception:
             self.config.backbone, self.config.device, **self.config.backbone_kwargs()
         )
         self._mask_predictor = mask_predictor
+        self._pool: ThreadPoolExecutor | None = None
+        self._predictors = threading.local()  # each mask thread's own predictor
         self.memory = InstanceMemory(self.backbone.backbone_id, self.backbone.feature_dim, self.config.memory)
         if refiner is None and self.config.inference.refine == "sam":
             refiner = create_mask_predictor("sam", self.config.sam_checkpoint, self.config.device)
@@ -158,16 +186,62 @@ class Perception:
 
     def masks_for(self, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
         """The union of the masks of ``prompts`` on one image (what teaching would learn; a preview)."""
-        height, width = require_rgb(rgb).shape[:2]
-        for prompt in prompts:
-            prompt.validate(width, height)
-        self.mask_predictor.set_image(rgb)
-        mask = np.zeros((height, width), bool)
-        for prompt in prompts:
-            mask |= self.mask_predictor.predict(prompt)
-        return mask
+        return masks_of(self.mask_predictor, rgb, prompts)
+
+    def _threaded(self, count: int, allowed: bool) -> bool:
+        return count > 1 and allowed and self.config.teach_threads > 1
+
+    def _start(self, calls: Sequence[Callable[[], T]], threads_allowed: bool) -> list[Future[T]]:
+        """Run ``calls`` (one future each, in order): in the teach threads when allowed and there is more
+        than one, else here one after the other (an exception is raised where the result is read)."""
+        if self._threaded(len(calls), threads_allowed):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.config.teach_threads, thread_name_prefix="isar-teach")
+            return [self._pool.submit(call) for call in calls]
+        done = []
+        for call in calls:
+            future: Future[T] = Future()
+            try:
+                future.set_result(call())
+            except Exception as error:
+                future.set_exception(error)
+            done.append(future)
+        return done
+
+    def _start_masks(self, frames: list[tuple[np.ndarray, list[Prompt]]]) -> list[Future[np.ndarray]]:
+        """The masks of several frames, in the teach threads when the mask predictor allows it (GrabCut;
+        SAM runs one at a time). Every prompt is checked first: PromptError before any work."""
+        for rgb, prompts in frames:
+            height, width = require_rgb(rgb).shape[:2]
+            for prompt in prompts:
+                prompt.validate(width, height)
+        if not self._threaded(len(frames), self.mask_predictor.for_another_thread() is not None):
+            return self._start([partial(self.masks_for, rgb, prompts) for rgb, prompts in frames], False)
+        return self._start([partial(self._mask_in_thread, rgb, prompts) for rgb, prompts in frames], True)
+
+    def _mask_in_thread(self, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
+        predictor = getattr(self._predictors, "predictor", None) or self.mask_predictor.for_another_thread()
+        assert predictor is not None, "threads are used only for predictors that allow them"
+        self._predictors.predictor = predictor
+        return masks_of(predictor, rgb, prompts)
 
     # ---- changes --------------------------------------------------------------------------------
+    def teach_images(
+        self, images: list[tuple[np.ndarray, list[Prompt]]], name: str = "", object_id: int = 0
+    ) -> TeachResult:
+        """:meth:`teach` from images not yet encoded (what the teach node does with a request): the masks
+        and, with a backbone that allows it (the hand-crafted one), the features are computed in the
+        ``teach_threads`` worker threads."""
+        start = time.perf_counter()
+        if not images:
+            raise PromptError("no prompted frame given")
+        masks = self._start_masks(images)
+        frames = self._start([partial(self.encode, rgb) for rgb, _ in images], self.backbone.thread_safe)
+        exemplars = [(frame.result(), prompts) for frame, (_, prompts) in zip(frames, images, strict=True)]
+        result = self.teach(exemplars, name, object_id, masks=[f.result() for f in masks])
+        result.seconds = time.perf_counter() - start
+        return result
+
     def teach(
         self,
         exemplars: list[tuple[EncodedFrame, list[Prompt]]],
@@ -183,17 +257,18 @@ class Perception:
         start = time.perf_counter()
         if not exemplars:
             raise PromptError("no prompted frame given")
-        if masks is None:
-            masks = [self.masks_for(frame.rgb, prompts) for frame, prompts in exemplars]
-        views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks, strict=False)]
+        pending = self._start_masks([(f.rgb, p) for f, p in exemplars]) if masks is None else []
         # Photometric variants matter for one-shot teaching; a call with several frames already shows
         # the object under several views, so the call gets `augmentations` variants in all, spread
-        # over its frames (a one-frame call: exactly as before).
+        # over its frames (a one-frame call: exactly as before). Encoded while the masks are made.
         rng = np.random.default_rng(content_seed(exemplars[0][0].rgb))
-        for i in range(self.config.augmentations):
-            frame, mask = exemplars[i % len(exemplars)][0], masks[i % len(masks)]
-            variant = relight(frame.rgb, rng)
-            views.append((self.backbone.extract(variant).features.cpu().numpy(), mask))
+        relit = [relight(exemplars[i % len(exemplars)][0].rgb, rng) for i in range(self.config.augmentations)]
+        extract = [partial(self.backbone.extract, rgb) for rgb in relit]
+        variants = self._start(extract, self.backbone.thread_safe)
+        if masks is None:
+            masks = [f.result() for f in pending]
+        views = [(f.grid.features.cpu().numpy(), m) for (f, _), m in zip(exemplars, masks, strict=False)]
+        views += [(v.result().features.cpu().numpy(), masks[i % len(masks)]) for i, v in enumerate(variants)]
         thumbnails = [thumbnail(f.rgb, m) for (f, _), m in zip(exemplars, masks, strict=False)]
         object_id = self.memory.teach(
             views, name, object_id, num_exemplars=len(exemplars), thumbnails=thumbnails

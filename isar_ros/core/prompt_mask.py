@@ -120,6 +120,11 @@ class MaskPredictor(ABC):
     def predict(self, prompt: Prompt) -> np.ndarray:
         """Boolean H x W mask of the prompted object."""
 
+    def for_another_thread(self) -> MaskPredictor | None:
+        """An independent predictor with the same settings that may run beside this one in another
+        thread, or None when this kind must run one image at a time (SAM: one large shared model)."""
+        return None
+
 
 class GrabCutPredictor(MaskPredictor):
     """OpenCV GrabCut from a box and/or clicks: the offline default.
@@ -149,6 +154,13 @@ class GrabCutPredictor(MaskPredictor):
         self.image = np.ascontiguousarray(
             rgb[..., ::-1]
         )  # GrabCut's models are colour-order agnostic; keep BGR
+
+    def for_another_thread(self) -> GrabCutPredictor:
+        # OpenCV releases the GIL in grabCut, and its RNG (seeded per call) is per thread: the masks are
+        # the same in any thread.
+        return GrabCutPredictor(
+            self.iterations, self.max_side, self.click_radius, self.margin, self.point_window
+        )
 
     def predict(self, prompt: Prompt) -> np.ndarray:
         if self.image is None:
@@ -202,7 +214,8 @@ class GrabCutPredictor(MaskPredictor):
         if (result == cv2.GC_PR_FGD).any() or (result == cv2.GC_FGD).any():
             bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             try:
-                # GrabCut's k-means initialisation uses OpenCV's global RNG: seed it from the content.
+                # GrabCut's k-means initialisation uses OpenCV's RNG (one per thread): seed it from
+                # the content.
                 cv2.setRNGSeed(content_seed(init) ^ content_seed(small))
                 cv2.grabCut(small, result, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
             except cv2.error:

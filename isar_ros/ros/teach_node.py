@@ -95,6 +95,7 @@ PERCEPTION_PARAMETERS = {
     "precision",
     "short_side",
     "compile",
+    "teach_threads",
 }
 
 
@@ -338,13 +339,12 @@ class TeachNode(ManagedNode):
     def teach(
         self, frames_and_prompts: list[tuple[Image, list]], name: str, object_id: int
     ) -> tuple[int, list[Image], str]:
-        """Encode each frame once, teach, publish the masks and the memory. Raises UserError.
+        """Teach (the masks are made while the frames are encoded), publish the masks and the memory.
+        Raises UserError.
 
         Returns (object id, mask messages, why it was not saved or "")."""
-        exemplars = [
-            (self.core.encode(self.camera_rgb(image)), prompts) for image, prompts in frames_and_prompts
-        ]
-        result = self.core.teach(exemplars, name=name, object_id=object_id)
+        images = [(self.camera_rgb(image), prompts) for image, prompts in frames_and_prompts]
+        result = self.core.teach_images(images, name=name, object_id=object_id)
         masks = []
         for (image, _), mask in zip(frames_and_prompts, result.masks, strict=False):
             mask_msg = mask_to_msg(mask, image.header)

@@ -42,6 +42,7 @@ class Backbone(ABC):
     backbone_id: str = "backbone"
     feature_dim: int = 0
     device: torch.device = torch.device("cpu")
+    thread_safe: bool = False  # extract() may run in several threads at once (and gains from it)
 
     @abstractmethod
     def extract(self, rgb: np.ndarray) -> FeatureGrid:

@@ -53,6 +53,8 @@ def _triangle_weights(
 
 
 class HandcraftedBackbone(Backbone):
+    thread_safe = True  # extract() keeps no state; OpenCV and NumPy release the GIL in the heavy steps
+
     def __init__(
         self,
         stride: int = 0,
