@@ -409,8 +409,7 @@ class InstanceFinder:
                 :m
             ]  # too small: pad at the boundary
             value = float(best.mean())
-        if self.config.matcher == "prototype":
-            value = (value - float(self.model.prototype_threshold[j])) * PROTOTYPE_LOGIT_SCALE
+        value = float(self._as_logits(np.array([value]), np.array([j]))[0])
         return region_mask, value, at_place
 
     def _mask_threshold(self, j: int) -> float:
