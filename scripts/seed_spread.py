@@ -4,7 +4,7 @@
         data/eval/synthetic-moving-s0 data/eval/synthetic-default-s0 ...
 
 The memory subsamples the positives and negatives of every fit with a seed (``MemoryConfig.seed`` mixed
-with a hash of the taught frame's features). For each seed and each ``--option`` setting (one setting per
+with a hash of the taught mask). For each seed and each ``--option`` setting (one setting per
 flag, ``key=value``; none: the defaults) this runs the ``isar_ros`` method on every data set and prints
 the NaN-skipping mIoU per data set and its mean, single- and multi-shot. A development tool (printed
 numbers, no files): a difference between two settings is worth reporting when it holds for every seed.

@@ -506,3 +506,62 @@ def test_a_bad_prompt_on_any_frame_of_a_threaded_teach_is_refused_before_any_wor
     with pytest.raises(PromptError, match="outside the 320x240 image"):
         perception.teach_images([(rgb, [box_prompt(masks["red_stripes"])]), (rgb, [bad])], name="x")
     assert encoded == [] and perception.memory.version == version and len(perception.memory.objects) == 2
+
+
+def test_cell_histograms_are_the_per_pixel_histograms_averaged_over_each_cell():
+    """The fast path (sums of each pixel's few non-zero bins) against the definition, on pixels that
+    reach every edge case: black, white, grey, saturated colours outside the chromaticity range, flat
+    regions (no gradient) and edges in every direction."""
+    from isar_ros.core.backbones.handcrafted import HandcraftedBackbone
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (48, 72, 3)).astype(np.uint8)
+    image[:8] = 0
+    image[8:16] = 255
+    image[16:24] = 128
+    image[24:28, :, :] = (255, 0, 0)
+    image[28:32, :, :] = (0, 0, 255)
+    image[32:40] = cv2.GaussianBlur(image[32:40], (5, 5), 0)
+    for backbone in (HandcraftedBackbone(), HandcraftedBackbone(chroma_bins=5, lightness_bins=1)):
+        for cell in (2, 4, 6):
+            expected = backbone.pixel_histograms(image).reshape(48 // cell, cell, 72 // cell, cell, -1)
+            np.testing.assert_allclose(
+                backbone.cell_histograms(image, cell), expected.mean(axis=(1, 3)), rtol=0, atol=1e-6
+            )
+
+
+def test_the_memory_draws_the_same_samples_whatever_the_last_bits_of_the_features():
+    """The draws are seeded by the mask: features that differ only by rounding (another backbone build,
+    another CPU) keep the same negatives, so the classifier moves by the rounding, not by a redraw."""
+    from isar_ros.core.memory import InstanceMemory, MemoryConfig
+
+    rng = np.random.default_rng(0)
+    features = rng.random((60, 80, 16), dtype=np.float32)
+    mask = np.zeros((480, 640), bool)
+    mask[100:300, 200:400] = True
+    config = MemoryConfig(max_object_negatives=1000, max_negatives=800)
+    kept = []
+    for nudge in (0.0, 1e-6):
+        memory = InstanceMemory("test", 16, config)
+        object_id = memory.teach([(features + nudge, mask), (features[::-1] + nudge, mask)], name="box")
+        kept.append(memory.objects[object_id])
+    np.testing.assert_allclose(kept[0].exemplars.negatives, kept[1].exemplars.negatives - 1e-6, atol=1e-6)
+    np.testing.assert_allclose(kept[0].classifier.weights, kept[1].classifier.weights, atol=1e-3)
+
+
+def test_the_guided_filter_on_a_window_equals_the_whole_image_filter_inside_it():
+    """Masks are filtered only around each object's kept patches: within the window, two radii from its
+    edges (and right up to the image's own edges), the values are those of filtering the whole image."""
+    from isar_ros.core.inference import GuideImage
+
+    rng = np.random.default_rng(1)
+    guide = GuideImage(cv2.GaussianBlur(rng.random((120, 160), dtype=np.float32), (5, 5), 0), radius=4)
+    source = cv2.resize(rng.standard_normal((15, 20)).astype(np.float32), (160, 120))
+    whole = guide.filter(source, eps=1e-3)
+    for window, inside in (
+        ((slice(30, 90), slice(40, 130)), (slice(38, 82), slice(48, 122))),
+        ((slice(0, 50), slice(100, 160)), (slice(0, 42), slice(108, 160))),  # touches the image's corner
+    ):
+        part = guide.filter(source[window], eps=1e-3, window=window)
+        inner = tuple(slice(i.start - w.start, i.stop - w.start) for i, w in zip(inside, window, strict=True))
+        np.testing.assert_allclose(part[inner], whole[inside], rtol=0, atol=1e-5)

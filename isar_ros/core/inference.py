@@ -33,6 +33,7 @@ Train!" way, with proposals from the score maps when SAM's mask generator is not
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -153,6 +154,24 @@ PROTOTYPE_LOGIT_SCALE = 10.0  # cosine similarity above the object's threshold -
 
 def _appearance_row(appearance: np.ndarray, dim: int) -> np.ndarray:
     return np.asarray(appearance, np.float32) if appearance.size else np.zeros(dim, np.float32)
+
+
+def _window_around(cells: np.ndarray, image_shape: tuple[int, int], reach: int) -> tuple[slice, slice]:
+    """The image rows and columns of the box around the true ``cells`` of a patch grid, grown by
+    ``reach`` pixels (clipped to the image)."""
+    height, width = image_shape
+    rows, cols = cells.shape
+    occupied_rows, occupied_cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
+    return (
+        slice(
+            max(int(occupied_rows[0] * height / rows) - reach, 0),
+            min(math.ceil((occupied_rows[-1] + 1) * height / rows) + reach, height),
+        ),
+        slice(
+            max(int(occupied_cols[0] * width / cols) - reach, 0),
+            min(math.ceil((occupied_cols[-1] + 1) * width / cols) + reach, width),
+        ),
+    )
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -519,19 +538,27 @@ class InstanceFinder:
         if self.config.matcher == "prototype":
             keep = self._match_proposals(grid, keep, chosen)
         margins = np.where(keep, margins, np.minimum(margins, -1e-3))
-        # Upsample only around the kept regions; elsewhere the margin stays negative.
-        upsampled = np.empty((len(chosen), height, width), np.float32)
+        # Full resolution only around each object's kept patches: its margin map is upsampled and filtered
+        # in the box around them grown by `reach` (one patch of interpolation, two filter radii, and two
+        # more so that the filter's values there equal the whole image's); outside, the margin is negative.
+        stride = max(width / cols, height / rows)
+        radius = max(int(stride), 2)
         guide = None
         if rgb is not None and self.config.edge_aware:
-            stride = max(width / cols, height / rows)
-            guide = GuideImage(
-                cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, radius=max(int(stride), 2)
-            )
+            guide = GuideImage(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, radius)
+        reach = math.ceil(stride) + (4 * radius if guide is not None else 0)
+        best_margin = np.zeros((height, width), np.float32)
+        best = np.zeros((height, width), np.int64)
         for j in range(len(chosen)):
-            up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)
-            upsampled[j] = guide.filter(up, eps=1e-3) if guide is not None else up
-        best = upsampled.argmax(axis=0)
-        best_margin = np.take_along_axis(upsampled, best[None], axis=0)[0]
+            if not keep[..., j].any():
+                continue
+            window = _window_around(keep[..., j], (height, width), reach)
+            up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)[window]
+            if guide is not None:
+                up = guide.filter(up, eps=1e-3, window=window)
+            higher = up > best_margin[window]  # ties keep the earlier object, as argmax does
+            best_margin[window][higher] = up[higher]
+            best[window][higher] = j
         labels = np.where(best_margin > 0, self.model.ids[chosen][best], 0).astype(np.uint16)
         instances = []
         for k in chosen:
@@ -609,10 +636,14 @@ class GuideImage:
     def _mean(self, x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, -1, self.size, borderType=cv2.BORDER_REFLECT)
 
-    def filter(self, source: np.ndarray, eps: float) -> np.ndarray:
-        """``source`` smoothed while following the guide's edges."""
+    def filter(
+        self, source: np.ndarray, eps: float, window: tuple[slice, slice] = (slice(None), slice(None))
+    ) -> np.ndarray:
+        """``source`` (the guide's ``window``) smoothed while following the guide's edges; equal to
+        filtering the whole image except within two radii of the window's edges inside the image."""
+        guide, mean_i = self.guide[window], self.mean_i[window]
         mean_p = self._mean(source)
-        cov_ip = self._mean(self.guide * source) - self.mean_i * mean_p
-        a = cov_ip / (self.var_i + eps)
-        b = mean_p - a * self.mean_i
-        return self._mean(a) * self.guide + self._mean(b)
+        cov_ip = self._mean(guide * source) - mean_i * mean_p
+        a = cov_ip / (self.var_i[window] + eps)
+        b = mean_p - a * mean_i
+        return self._mean(a) * guide + self._mean(b)

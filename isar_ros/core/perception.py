@@ -105,10 +105,14 @@ class TeachResult:
     seconds: float
 
 
-def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The same view under other light: an overall gain of 0.65..1.2 and a per-channel tint of 0.85..1.0."""
-    gain = rng.uniform(0.65, 1.2) * rng.uniform(0.85, 1.0, 3)
-    return np.clip(rgb.astype(np.float32) * gain.astype(np.float32), 0, 255).astype(np.uint8)
+def light_change(rng: np.random.Generator) -> np.ndarray:
+    """Per-channel gains for :func:`relight`: an overall gain of 0.65..1.2 times a tint of 0.85..1.0."""
+    return (rng.uniform(0.65, 1.2) * rng.uniform(0.85, 1.0, 3)).astype(np.float32)
+
+
+def relight(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """The same view under other light (``gains`` from :func:`light_change`)."""
+    return np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
 
 
 def masks_of(predictor: MaskPredictor, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
@@ -219,6 +223,9 @@ class Perception:
             return self._start([partial(self.masks_for, rgb, prompts) for rgb, prompts in frames], False)
         return self._start([partial(self._mask_in_thread, rgb, prompts) for rgb, prompts in frames], True)
 
+    def _relit_features(self, rgb: np.ndarray, gains: np.ndarray) -> FeatureGrid:
+        return self.backbone.extract(relight(rgb, gains))
+
     def _mask_in_thread(self, rgb: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
         predictor = getattr(self._predictors, "predictor", None) or self.mask_predictor.for_another_thread()
         assert predictor is not None, "threads are used only for predictors that allow them"
@@ -261,9 +268,13 @@ class Perception:
         # Photometric variants matter for one-shot teaching; a call with several frames already shows
         # the object under several views, so the call gets `augmentations` variants in all, spread
         # over its frames (a one-frame call: exactly as before). Encoded while the masks are made.
+        # The light changes are drawn here, in order; the variants are made and encoded in the threads.
         rng = np.random.default_rng(content_seed(exemplars[0][0].rgb))
-        relit = [relight(exemplars[i % len(exemplars)][0].rgb, rng) for i in range(self.config.augmentations)]
-        extract = [partial(self.backbone.extract, rgb) for rgb in relit]
+        gains = [light_change(rng) for _ in range(self.config.augmentations)]
+        extract = [
+            partial(self._relit_features, exemplars[i % len(exemplars)][0].rgb, gain)
+            for i, gain in enumerate(gains)
+        ]
         variants = self._start(extract, self.backbone.thread_safe)
         if masks is None:
             masks = [f.result() for f in pending]

@@ -20,6 +20,11 @@ The cell size follows the image (``stride`` 0, the default): about 60 cells on t
 (``CELLS_SHORT_SIDE``; stride 4 at 320x240, 8 at 640x480, 12 at 1280x720), so an object covers the
 same number of cells whatever the camera's resolution, and the cost per frame stays nearly constant.
 A fixed ``stride`` (even) overrides it.
+
+Cost: the histograms are taken at half resolution, and each cell's are summed straight from every
+pixel's few non-zero soft-histogram entries (``np.bincount``) rather than from a per-pixel histogram
+array (:meth:`HandcraftedBackbone.pixel_histograms`, kept as the definition the tests compare with):
+about 17 ms instead of 50 ms per 640x480 frame on two cores, features equal to within 1e-7.
 """
 
 from __future__ import annotations
@@ -50,6 +55,25 @@ def _triangle_weights(
         position = np.clip((values - lo) / (hi - lo) * (bins - 1), 0, bins - 1)
         distance = np.abs(position[..., None] - np.arange(bins, dtype=np.float32))
     return np.maximum(1.0 - distance, 0.0).astype(np.float32)
+
+
+def _two_bins(
+    values: np.ndarray, lo: float, hi: float, bins: int, circular: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_triangle_weights` as its (at most) two non-zero entries per value: (lower bin, upper bin,
+    the upper bin's weight); the lower bin has 1 minus that weight."""
+    if circular:
+        position = (values - lo) / (hi - lo) * bins
+        lower = np.floor(position)
+        upper_weight = (position - lower).astype(np.float32)
+        first = lower.astype(np.int64) % bins
+        return first, (first + 1) % bins, upper_weight
+    if bins == 1:
+        zero = np.zeros(values.shape, np.int64)
+        return zero, zero, np.zeros(values.shape, np.float32)
+    position = np.clip((values - lo) / (hi - lo) * (bins - 1), 0, bins - 1)
+    lower = np.minimum(np.floor(position), bins - 2)
+    return lower.astype(np.int64), lower.astype(np.int64) + 1, (position - lower).astype(np.float32)
 
 
 class HandcraftedBackbone(Backbone):
@@ -109,6 +133,47 @@ class HandcraftedBackbone(Backbone):
         )
         return np.concatenate([chroma, lightness, orientation * strength[..., None]], axis=-1)
 
+    def cell_histograms(self, rgb: np.ndarray, cell: int) -> np.ndarray:
+        """rows x cols x channels: :meth:`pixel_histograms` averaged over each ``cell`` x ``cell`` block of
+        ``rgb`` (whose sides are multiples of ``cell``), summed directly from each pixel's few non-zero
+        entries (two bins per histogram, four for the 2-D one) instead of building every pixel's histogram."""
+        height, width = rgb.shape[:2]
+        rows, cols = height // cell, width // cell
+        colour = rgb.astype(np.float32)
+        total = colour.sum(axis=-1)
+        chromaticity = colour[..., :2] / np.maximum(total, 1.0)[..., None]
+        reliability = np.minimum(total / DARK_LEVEL, 1.0)
+        r_low, r_high, r_weight = _two_bins(chromaticity[..., 0], *CHROMA_RANGE, self.chroma_bins)
+        g_low, g_high, g_weight = _two_bins(chromaticity[..., 1], *CHROMA_RANGE, self.chroma_bins)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        l_low, l_high, l_weight = _two_bins(gray, 20.0, 235.0, self.lightness_bins)
+        gray /= 255.0
+        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+        strength = np.minimum(np.sqrt(gx * gx + gy * gy) * 4.0, 1.0) * self.texture_weight
+        o_low, o_high, o_weight = _two_bins(
+            np.arctan2(gy, gx) % np.pi, 0.0, np.pi, self.orientation_bins, circular=True
+        )
+        lightness_offset = self.chroma_bins * self.chroma_bins
+        orientation_offset = lightness_offset + self.lightness_bins
+        bins, weights = [], []
+        for r_bin, r_share in ((r_low, 1 - r_weight), (r_high, r_weight)):
+            for g_bin, g_share in ((g_low, 1 - g_weight), (g_high, g_weight)):
+                bins.append(r_bin * self.chroma_bins + g_bin)
+                weights.append(r_share * g_share * reliability)
+        bins += [l_low + lightness_offset, l_high + lightness_offset]
+        weights += [(1 - l_weight) * self.lightness_weight, l_weight * self.lightness_weight]
+        bins += [o_low + orientation_offset, o_high + orientation_offset]
+        weights += [(1 - o_weight) * strength, o_weight * strength]
+        cell_of_pixel = (np.arange(height) // cell)[:, None] * cols + (np.arange(width) // cell)[None, :]
+        start = cell_of_pixel * self.channels
+        sums = np.bincount(
+            np.concatenate([(start + b).ravel() for b in bins]),
+            np.concatenate([w.ravel() for w in weights]),
+            minlength=rows * cols * self.channels,
+        )
+        return (sums / (cell * cell)).astype(np.float32).reshape(rows, cols, self.channels)
+
     @torch.inference_mode()
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
         require_rgb(rgb)
@@ -125,8 +190,7 @@ class HandcraftedBackbone(Backbone):
             (cols * stride // 2, rows * stride // 2),
             interpolation=cv2.INTER_AREA,
         )
-        pixels = self.pixel_histograms(half)
-        cells = cv2.resize(pixels, (cols, rows), interpolation=cv2.INTER_AREA)  # mean over each cell
+        cells = self.cell_histograms(half, stride // 2)
         contexts = [cv2.blur(cells, (c, c), borderType=cv2.BORDER_REFLECT) for c in self.context]
         features = np.sqrt(np.maximum(np.concatenate([cells, *contexts], axis=-1), 0))
         features /= np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-6)
