@@ -565,3 +565,36 @@ def test_the_guided_filter_on_a_window_equals_the_whole_image_filter_inside_it()
         part = guide.filter(source[window], eps=1e-3, window=window)
         inner = tuple(slice(i.start - w.start, i.stop - w.start) for i, w in zip(inside, window, strict=True))
         np.testing.assert_allclose(part[inner], whole[inside], rtol=0, atol=1e-5)
+
+
+def test_the_overlay_draws_each_object_in_its_box_exactly_as_over_the_whole_image():
+    """The overlay works inside each object's box; the picture equals drawing every object over the whole
+    image (tint, outline, name), for objects that overlap each other's outlines and scattered pixels."""
+    from isar_ros.core.visualize import object_color, overlay
+
+    def whole_image(rgb, labels, names, alpha=0.5):
+        out = rgb.copy()
+        for object_id in [int(i) for i in np.unique(labels) if i != 0]:
+            mask = labels == object_id
+            color = np.array(object_color(object_id), np.float32)
+            out[mask] = (out[mask] * (1 - alpha) + color * alpha).astype(np.uint8)
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), 2)
+            ys, xs = np.nonzero(mask)
+            position = (int(xs.min()), max(int(ys.min()) - 4, 12))
+            cv2.putText(
+                out, names[object_id], position, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255,) * 3, 1, cv2.LINE_AA
+            )
+        return out
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 160, 3)).astype(np.uint8)
+    for _ in range(5):
+        labels = np.zeros((120, 160), np.uint16)
+        for object_id in rng.choice(np.arange(1, 300), 4, replace=False):
+            centre = tuple(int(v) for v in rng.integers(0, 160, 2))
+            axes = tuple(int(v) for v in rng.integers(3, 50, 2))
+            cv2.ellipse(labels, centre, axes, float(rng.uniform(0, 180)), 0, 360, int(object_id), -1)
+        labels[rng.random(labels.shape) < 0.002] = 7
+        names = {int(i): f"object {i}" for i in np.unique(labels)}
+        np.testing.assert_array_equal(overlay(rgb, labels, names), whole_image(rgb, labels, names))

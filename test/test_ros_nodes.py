@@ -89,6 +89,7 @@ def ros(tmp_path_factory):
     client.listen("/isar_inference/status", DiagnosticStatus)
     client.listen("/memory", InstanceMemory, LATCHED)
     client.listen("/isar_inference/overlay", Image)
+    client.listen("/isar_inference/label_image", Image)
     client.listen("/isar_inference/camera_info", CameraInfo)
     client.listen("/diagnostics", DiagnosticArray)
     client.listen("/isar_inference/markers", MarkerArray)
@@ -179,6 +180,12 @@ def test_taught_object_is_found_with_its_id_and_name(ros):
     assert ((labels == response.object_id) & truth["red_stripes"]).sum() / (
         (labels == response.object_id) | truth["red_stripes"]
     ).sum() > 0.6
+    # The label image and the overlay are sent while someone subscribes (this client does): for the
+    # same frame, the same labels as inside the instances message.
+    same_frame = lambda m: m.header.stamp == found.header.stamp  # noqa: E731
+    label_image = client.wait_for("/isar_inference/label_image", same_frame, timeout=30)
+    np.testing.assert_array_equal(image_to_numpy(label_image), labels)
+    client.wait_for("/isar_inference/overlay", same_frame, timeout=30)
 
 
 def test_absent_object_is_not_reported(ros):

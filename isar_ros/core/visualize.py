@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 
 def object_color(object_id: int) -> tuple[int, int, int]:
@@ -16,21 +17,28 @@ def object_color(object_id: int) -> tuple[int, int, int]:
 def overlay(
     rgb: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None, alpha: float = 0.5
 ) -> np.ndarray:
-    """``rgb`` with each labelled object tinted in its colour, outlined, and named at its box."""
+    """``rgb`` with each labelled object tinted in its colour, outlined, and named at its box.
+
+    Each object is drawn inside its own box (one pass over ``labels`` finds them all), so the cost
+    follows the objects' area, not the image's size times the number of objects."""
     out = rgb.copy()
-    ids = [int(i) for i in np.unique(labels) if i != 0]
-    for object_id in ids:
-        mask = labels == object_id
+    boxes = ndimage.find_objects(labels)
+    for object_id in (i + 1 for i, box in enumerate(boxes) if box is not None):
+        box = boxes[object_id - 1]
+        mask = labels[box] == object_id
+        region = out[box]
         color = np.array(object_color(object_id), np.float32)
-        out[mask] = (out[mask] * (1 - alpha) + color * alpha).astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        region[mask] = (region[mask] * (1 - alpha) + color * alpha).astype(np.uint8)
+        top, left = box[0].start, box[1].start
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(left, top)
+        )
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), 2)
         if names:
-            ys, xs = np.nonzero(mask)
             cv2.putText(
                 out,
                 names.get(object_id, str(object_id)),
-                (int(xs.min()), max(int(ys.min()) - 4, 12)),
+                (left, max(top - 4, 12)),
                 cv2.FONT_HERSHEY_SIMPLEX,
                 0.45,
                 (255, 255, 255),

@@ -3,11 +3,12 @@
 Always works on the newest frame: the image callback only drops the frame into a one-slot mailbox
 (a frame still waiting there when a newer one arrives is dropped and counted); a worker thread
 takes the newest and runs the backbone, a second one (``pipeline``, the default) runs the instance
-finder on it while the first already computes the next frame's features, and publishes ``~/instances``
-(header = the image's), ``~/label_image`` (mono16), ``~/overlay`` (rgb8, when ``publish_overlay``)
-and ``~/camera_info`` (the camera's, stamped like the outputs, for RViz and image_proc). A new memory
-arriving on ``memory`` is checked and swapped in between two frames; a bad one is refused and the
-last good memory keeps serving. Thresholds are parameters that can be changed at run time.
+finder on it while the first already computes the next frame's features, and publishes
+``~/instances`` (header = the image's), ``~/label_image`` (mono16) and ``~/overlay`` (rgb8, when
+``publish_overlay``) while something subscribes to them, and ``~/camera_info`` (the camera's, stamped
+like the outputs, for RViz and image_proc). A new memory arriving on ``memory`` is checked and swapped
+in between two frames; a bad one is refused and the last good memory keeps serving.
+Thresholds are parameters that can be changed at run time.
 
 Health goes to ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, what rqt_robot_monitor and
 diagnostic_aggregator read) and ``~/status``, judged on the last few seconds: ERROR when images come
@@ -353,8 +354,11 @@ class InferenceNode(ManagedNode):
             self.locate_ms.add(segmentation.timings_ms.get("locate", 0.0))
         instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
         self.instances_pub.publish(instances)
-        self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
-        if self.params.values["publish_overlay"]:
+        # The label image and the overlay only while someone listens (drawing and serialising them is
+        # a third of the publishing stage); the instances always go out.
+        if self.label_pub.get_subscription_count():
+            self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
+        if self.params.values["publish_overlay"] and self.overlay_pub.get_subscription_count():
             names = {i.object_id: f"{i.name} {i.score:.2f}" for i in segmentation.instances}
             self.overlay_pub.publish(
                 numpy_to_image(overlay(rgb, segmentation.labels, names), "rgb8", header=msg.header)
