@@ -22,9 +22,10 @@ def overlay(
     Each object is drawn inside its own box (one pass over ``labels`` finds them all), so the cost
     follows the objects' area, not the image's size times the number of objects."""
     out = rgb.copy()
-    boxes = ndimage.find_objects(labels)
-    for object_id in (i + 1 for i, box in enumerate(boxes) if box is not None):
-        box = boxes[object_id - 1]
+    for index, box in enumerate(ndimage.find_objects(labels)):  # box of label index + 1, None if absent
+        if box is None:
+            continue
+        object_id = index + 1
         mask = labels[box] == object_id
         region = out[box]
         color = np.array(object_color(object_id), np.float32)

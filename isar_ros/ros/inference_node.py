@@ -354,8 +354,8 @@ class InferenceNode(ManagedNode):
             self.locate_ms.add(segmentation.timings_ms.get("locate", 0.0))
         instances = segmentation_to_msg(segmentation, msg.header, world_frame or "")
         self.instances_pub.publish(instances)
-        # The label image and the overlay only while someone listens (drawing and serialising them is
-        # a third of the publishing stage); the instances always go out.
+        # The label image and the overlay only while someone listens (no work for pictures nobody
+        # shows); the instances always go out.
         if self.label_pub.get_subscription_count():
             self.label_pub.publish(instances.label_image)  # the same mono16 image, converted once
         if self.params.values["publish_overlay"] and self.overlay_pub.get_subscription_count():

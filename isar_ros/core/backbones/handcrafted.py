@@ -73,7 +73,8 @@ def _two_bins(
         return zero, zero, np.zeros(values.shape, np.float32)
     position = np.clip((values - lo) / (hi - lo) * (bins - 1), 0, bins - 1)
     lower = np.minimum(np.floor(position), bins - 2)
-    return lower.astype(np.int64), lower.astype(np.int64) + 1, (position - lower).astype(np.float32)
+    first = lower.astype(np.int64)
+    return first, first + 1, (position - lower).astype(np.float32)
 
 
 class HandcraftedBackbone(Backbone):
@@ -112,25 +113,30 @@ class HandcraftedBackbone(Backbone):
             return self.stride
         return max(2, 2 * round(min(width, height) / (2 * CELLS_SHORT_SIDE)))
 
-    def pixel_histograms(self, rgb: np.ndarray) -> np.ndarray:
-        """H x W x channels per-pixel soft histogram contributions (before pooling)."""
-        height, width = rgb.shape[:2]
+    def _measurements(self, rgb: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per pixel: rg chromaticity (H x W x 2), its reliability, grey level (0..255), texture strength
+        (weighted) and gradient orientation (0..pi) - what the histograms are made of."""
         colour = rgb.astype(np.float32)
         total = colour.sum(axis=-1)
         chromaticity = colour[..., :2] / np.maximum(total, 1.0)[..., None]
         reliability = np.minimum(total / DARK_LEVEL, 1.0)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        unit = gray / 255.0
+        gx = cv2.Sobel(unit, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(unit, cv2.CV_32F, 0, 1, ksize=3)
+        strength = np.minimum(np.sqrt(gx * gx + gy * gy) * 4.0, 1.0) * self.texture_weight
+        return chromaticity, reliability, gray, strength, np.arctan2(gy, gx) % np.pi
+
+    def pixel_histograms(self, rgb: np.ndarray) -> np.ndarray:
+        """H x W x channels per-pixel soft histogram contributions (before pooling): the definition that
+        :meth:`cell_histograms` computes faster."""
+        height, width = rgb.shape[:2]
+        chromaticity, reliability, gray, strength, angle = self._measurements(rgb)
         wr = _triangle_weights(chromaticity[..., 0], *CHROMA_RANGE, self.chroma_bins)
         wg = _triangle_weights(chromaticity[..., 1], *CHROMA_RANGE, self.chroma_bins)
         chroma = (wr[..., :, None] * (wg * reliability[..., None])[..., None, :]).reshape(height, width, -1)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
         lightness = _triangle_weights(gray, 20.0, 235.0, self.lightness_bins) * self.lightness_weight
-        gray /= 255.0
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        strength = np.minimum(np.sqrt(gx * gx + gy * gy) * 4.0, 1.0) * self.texture_weight
-        orientation = _triangle_weights(
-            np.arctan2(gy, gx) % np.pi, 0.0, np.pi, self.orientation_bins, circular=True
-        )
+        orientation = _triangle_weights(angle, 0.0, np.pi, self.orientation_bins, circular=True)
         return np.concatenate([chroma, lightness, orientation * strength[..., None]], axis=-1)
 
     def cell_histograms(self, rgb: np.ndarray, cell: int) -> np.ndarray:
@@ -139,21 +145,11 @@ class HandcraftedBackbone(Backbone):
         entries (two bins per histogram, four for the 2-D one) instead of building every pixel's histogram."""
         height, width = rgb.shape[:2]
         rows, cols = height // cell, width // cell
-        colour = rgb.astype(np.float32)
-        total = colour.sum(axis=-1)
-        chromaticity = colour[..., :2] / np.maximum(total, 1.0)[..., None]
-        reliability = np.minimum(total / DARK_LEVEL, 1.0)
+        chromaticity, reliability, gray, strength, angle = self._measurements(rgb)
         r_low, r_high, r_weight = _two_bins(chromaticity[..., 0], *CHROMA_RANGE, self.chroma_bins)
         g_low, g_high, g_weight = _two_bins(chromaticity[..., 1], *CHROMA_RANGE, self.chroma_bins)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
         l_low, l_high, l_weight = _two_bins(gray, 20.0, 235.0, self.lightness_bins)
-        gray /= 255.0
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        strength = np.minimum(np.sqrt(gx * gx + gy * gy) * 4.0, 1.0) * self.texture_weight
-        o_low, o_high, o_weight = _two_bins(
-            np.arctan2(gy, gx) % np.pi, 0.0, np.pi, self.orientation_bins, circular=True
-        )
+        o_low, o_high, o_weight = _two_bins(angle, 0.0, np.pi, self.orientation_bins, circular=True)
         lightness_offset = self.chroma_bins * self.chroma_bins
         orientation_offset = lightness_offset + self.lightness_bins
         bins, weights = [], []
