@@ -15,6 +15,10 @@ Measures, in one run on this machine:
    them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
    ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
+2c. the same with a memory of real taught objects: every object of the 20 synthetic ``dev`` data sets
+   (``config/eval/dev.yaml``, generated into data/eval if missing), taught multi-shot, about 100
+   objects, on test frames of those sets (a few present, most absent): time per frame, features
+   excluded, and on how many objects per frame the presence decision searched regions;
 2b. time per frame, features excluded, without depth, with depth (3-D per instance, depth trimming) and
    with the pose prior too;
 3. teach latency (prompts -> object usable) for 1 and 10 exemplars (GrabCut masks);
@@ -307,6 +311,72 @@ def teach_latency(repeats: int) -> list[dict]:
     return rows
 
 
+def taught_scaling(frames_per_set: int = 10) -> dict:
+    """Scaling with objects as teaching makes them (the synthetic ones of :func:`scaling` are far from
+    every threshold; taught ones are not): all objects of the synthetic dev sets in one memory."""
+    from dataclasses import fields
+
+    from isar_ros.cli import _generate_dataset
+    from isar_ros.isar.dataset import IsarDataset
+    from isar_ros.isar.evaluation import load_suite, prepare
+    from sim_bridge.generator import GeneratorConfig
+
+    suite = load_suite(ROOT / "config" / "eval" / "dev.yaml", {f.name for f in fields(GeneratorConfig)})
+    folders = [
+        prepare(spec, suite.cache, _generate_dataset) for spec in suite.datasets if "generate" in spec.recipe
+    ]
+    tasks = [task for folder in folders if folder is not None for task in IsarDataset(folder).tasks]
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    for task in tasks:
+        known: dict[int, int] = {}
+        for scene, name, prompts in task.prompts("multi_shot"):
+            frame = perception.encode(scene.frame_by_name(name).rgb())
+            for p in prompts:
+                prompt = Prompt.from_isar(p.point_xy, p.box_xyxy)
+                result = perception.teach(
+                    [(frame, [prompt])],
+                    name=f"{task.path.parent.name}/{task.name}/{p.object_id}",
+                    object_id=known.get(p.object_id, 0),
+                )
+                known[p.object_id] = result.object_id
+    model = ObjectModel(perception.snapshot(), "cpu")
+    checked, times, present = [], [], []
+    searched = InstanceFinder._best_region
+
+    def counting(finder, *args, **kwargs):
+        checked[-1] += 1
+        return searched(finder, *args, **kwargs)
+
+    InstanceFinder._best_region = counting  # type: ignore[method-assign]
+    try:
+        for task in tasks[::2]:
+            finder = InstanceFinder(model, perception.config.inference)
+            for frame in list(task.test_scenes[0])[:frames_per_set]:
+                rgb = frame.rgb()
+                grid = perception.encode(rgb).grid
+                checked.append(0)
+                start = time.perf_counter()
+                found = finder.find(grid, rgb)
+                times.append((time.perf_counter() - start) * 1000)
+                present.append(len(found.instances))
+    finally:
+        InstanceFinder._best_region = searched  # type: ignore[method-assign]
+    row = {
+        "objects": len(model),
+        "frames": len(times),
+        "frame_without_features": summary(times),
+        "present_per_frame": float(np.mean(present)),
+        "region_searches_per_frame": float(np.mean(checked)),
+    }
+    print(
+        f"  {row['objects']} taught objects, {row['frames']} test frames "
+        f"({row['present_per_frame']:.1f} found per frame): frame without features "
+        f"{row['frame_without_features']['median_ms']:.2f} ms median, "
+        f"regions searched for {row['region_searches_per_frame']:.1f} objects per frame"
+    )
+    return row
+
+
 def geometry_cost(repeats: int) -> list[dict]:
     """Time per frame, features excluded, without depth, with depth (3-D per instance and depth trimming,
     the defaults) and with the pose prior too: 640x480, 5 objects taught, depth a wall 2 m away with the
@@ -375,7 +445,7 @@ def memory_footprint(repeats: int) -> list[dict]:
     return rows
 
 
-SECTIONS = ("stages", "runtimes", "scaling", "geometry", "teach", "memory")
+SECTIONS = ("stages", "runtimes", "scaling", "taught", "geometry", "teach", "memory")
 
 
 def main() -> int:
@@ -412,6 +482,9 @@ def main() -> int:
                 f"scoring alone {row['scoring_vs_1_object']:.2f}x; the per-object sklearn loop is "
                 f"{row['loop_vs_stacked']:.1f}x slower than stacked scoring"
             )
+    if "taught" in chosen:
+        print("2c. a memory of taught objects (all of the synthetic dev sets; features excluded)")
+        result["scaling_taught"] = taught_scaling()
     if "runtimes" in chosen:
         print("1b. DINOv2 runtimes and input sizes at 640x480 (random weights)")
         result["runtimes_640x480"] = runtimes(args.repeats)

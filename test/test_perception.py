@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from isar_ros.core import inference
 from isar_ros.core.backbones.base import FeatureGrid
 from isar_ros.core.images import THUMBNAIL_SIDE
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
@@ -127,13 +128,45 @@ def test_presence_is_exact_for_every_object_near_its_gate_and_bounded_for_the_re
         exact = (exact - finder.model.prototype_threshold) * 10.0
         bound = (bound - finder.model.prototype_threshold) * 10.0
     for floor in (np.full(2, -np.inf), np.full(2, np.inf), exact + 1e-3):  # all exact, none, between
-        logits, _ = finder._top_means(scores, floor)
+        logits, _, _ = finder._top_means(scores, floor)
         reached = bound >= floor
         np.testing.assert_allclose(logits[reached], exact[reached], atol=1e-4)
         np.testing.assert_allclose(logits[~reached], bound[~reached], atol=1e-4)
         assert (logits >= exact - 1e-4).all()
     _, present = finder.presence(scores, grid.features)
     assert present.tolist() == [True, False]  # the red object shows; the blue one does not
+
+
+@pytest.mark.parametrize("matcher", ["svm", "prototype"])
+def test_no_region_scores_above_its_objects_ceiling_so_skipping_the_check_changes_no_decision(
+    taught, matcher, monkeypatch
+):
+    """The region check is skipped for objects whose ceiling (the best-patch mean with every score raised to
+    the mask threshold) is below their threshold: no region of theirs could pass."""
+    perception, _, _ = taught
+    finder = InstanceFinder(perception.finder.model, InferenceConfig(matcher=matcher, temporal=False))
+    tight = 0
+    frames = [
+        scene({"red_stripes": (200, 30, 80, 70)}, seed=5)[0],
+        scene({"red_stripes": (20, 150, 30, 25), "blue_dots": (150, 40, 20, 20)}, seed=6)[0],
+        scene({"green_checker": (100, 60, 90, 90)}, seed=7)[0],
+        scene({"blue_dots": (10, 10, 300, 220)}, seed=8)[0],  # far larger than taught: no plausible region
+    ]
+    decisions = []
+    for rgb in frames:
+        grid = perception.encode(rgb).grid
+        scores = finder.score(grid)
+        _, m, ceiling = finder._top_means(scores, np.full(len(finder.model), -np.inf))
+        for j in range(len(finder.model)):
+            _, value, _ = finder._best_region(scores[..., j].numpy(), j, int(m[j]))
+            assert value <= ceiling[j] + 1e-9
+            tight += bool(np.isclose(value, ceiling[j]))
+        decisions.append(finder.presence(scores, grid.features)[1].tolist())
+    assert tight > 0  # the bound is reached where a region holds the object's best patches
+    monkeypatch.setattr(inference, "CEILING_TOLERANCE", np.inf)  # never skip
+    for rgb, decided in zip(frames, decisions, strict=True):
+        grid = perception.encode(rgb).grid
+        assert finder.presence(finder.score(grid), grid.features)[1].tolist() == decided
 
 
 def test_forget_and_rename(taught):

@@ -149,6 +149,7 @@ class InferenceConfig:
 
 
 COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judged on the best region
+CEILING_TOLERANCE = 1e-9  # logits: a region's mean and its bound are summed in different orders
 PROTOTYPE_LOGIT_SCALE = 10.0  # cosine similarity above the object's threshold -> logit
 
 
@@ -298,7 +299,9 @@ class InstanceFinder:
         The statistic is the mean of an object's ``min_patches`` best patch scores (as a logit).
         It is computed for all objects at once; objects within ``COMPONENT_CHECK`` logits of their
         threshold are then re-judged on their best connected region alone, since a real object is
-        a compact blob while false alarms are scattered patches. With the frame's ``features``
+        a compact blob while false alarms are scattered patches (not those whose ceiling from
+        :meth:`_top_means` is below their threshold: no region of theirs can pass, the same decision
+        without the region search). With the frame's ``features``
         (rows, cols, C), a region that passes must also look like the object as a whole: its mean
         feature's cosine with the object's appearance reaches the object's appearance threshold.
         ``expected`` (object index -> :class:`Expectation`, from the pose prior or tracking) prefers
@@ -321,11 +324,13 @@ class InstanceFinder:
         gate = threshold.copy()
         visible = [j for j, e in expected.items() if e.near is not None]
         gate[visible] = lower[visible]
-        logits, m = self._top_means(scores, gate - COMPONENT_CHECK)
+        logits, m, ceiling = self._top_means(scores, gate - COMPONENT_CHECK)
         unlike = np.zeros(k, bool)
         self._near, self._regions = {}, {}
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
             expectation = expected.get(int(j))
+            if ceiling[j] < (lower[j] if expectation is not None else threshold[j]) - CEILING_TOLERANCE:
+                continue  # none of its regions can pass, even where it is expected: absent, no region needed
             near = expectation.near if expectation is not None else None
             region, logits[j], at_place = self._best_region(
                 scores[..., j].cpu().numpy(), int(j), int(m[j]), near
@@ -352,9 +357,13 @@ class InstanceFinder:
         self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & sure)}
         return probability, present
 
-    def _top_means(self, scores: torch.Tensor, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per object, the mean of its ``min_patches`` best patch scores as a logit, and how many patches
-        that is (``m``). Exact for every object whose best patch reaches ``floor`` (logits); the others
+    def _top_means(
+        self, scores: torch.Tensor, floor: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per object, the mean of its ``min_patches`` best patch scores as a logit, how many patches
+        that is (``m``), and the most any one region of it can score in :meth:`_best_region` (a logit:
+        the same mean with each score raised to the mask threshold, which is what a small region is
+        padded with). Exact for every object whose best patch reaches ``floor`` (logits); the others
         cannot reach their gate, and get their best patch's logit instead (an upper bound): with many
         objects, most are far from present and one maximum per object replaces a top-k."""
         k = len(self.model)
@@ -363,12 +372,17 @@ class InstanceFinder:
         m = np.minimum(self.model.min_patches, m_max)
         logits = self._as_logits(by_object.max(dim=1).values.cpu().numpy().astype(np.float64))
         exact = np.flatnonzero(logits >= floor) if self.config.presence else np.arange(k)
+        ceiling = logits.copy()
         if exact.size:
             chosen = torch.from_numpy(exact).to(by_object.device)
             top = torch.topk(by_object[chosen], m_max, dim=1).values.cpu().numpy()  # exact x m_max
             means = np.cumsum(top, axis=1)[np.arange(exact.size), m[exact] - 1] / m[exact]
             logits[exact] = self._as_logits(means, exact)
-        return logits, m
+            padded = np.maximum(top, self._mask_thresholds(exact)[:, None])
+            ceiling[exact] = self._as_logits(
+                np.cumsum(padded, axis=1)[np.arange(exact.size), m[exact] - 1] / m[exact], exact
+            )
+        return logits, m, ceiling
 
     def _as_logits(self, values: np.ndarray, objects: np.ndarray | None = None) -> np.ndarray:
         """Scores -> presence logits: the svm's are logits; the prototype matcher's cosines are scaled."""
@@ -432,12 +446,12 @@ class InstanceFinder:
         return region_mask, value, at_place
 
     def _mask_threshold(self, j: int) -> float:
-        base = (
-            self.model.prototype_threshold[j]
-            if self.config.matcher == "prototype"
-            else self.model.mask_threshold[j]
-        )
-        return float(base) + self.config.mask_offset
+        return float(self._mask_thresholds(np.array([j]))[0])
+
+    def _mask_thresholds(self, objects: np.ndarray) -> np.ndarray:
+        prototype = self.config.matcher == "prototype"
+        base = self.model.prototype_threshold if prototype else self.model.mask_threshold
+        return base[objects].astype(np.float64) + self.config.mask_offset
 
     def find(
         self, grid: FeatureGrid, rgb: np.ndarray | None = None, geometry: FrameGeometry | None = None
