@@ -600,6 +600,27 @@ def test_the_guided_filter_on_a_window_equals_the_whole_image_filter_inside_it()
         np.testing.assert_allclose(part[inner], whole[inside], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "image_shape, grid_shape", [((480, 640), (60, 80)), ((120, 160), (15, 20)), ((360, 640), (60, 106))]
+)
+def test_a_margin_map_upsampled_in_a_window_equals_the_whole_image_resize_there(image_shape, grid_shape):
+    """Only the cells under a window (and one more around) are resized when the image is a whole number of
+    pixels per cell; otherwise the whole map is. Either way the window's values are bit-identical."""
+    from isar_ros.core.inference import _upsampled_window
+
+    rng = np.random.default_rng(2)
+    height, width = image_shape
+    for _ in range(50):
+        cells = rng.standard_normal(grid_shape).astype(np.float32)
+        y0, x0 = int(rng.integers(0, height - 1)), int(rng.integers(0, width - 1))
+        window = (
+            slice(y0, int(rng.integers(y0 + 1, height + 1))),
+            slice(x0, int(rng.integers(x0 + 1, width + 1))),
+        )
+        whole = cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(_upsampled_window(cells, image_shape, window), whole[window])
+
+
 def test_the_overlay_draws_each_object_in_its_box_exactly_as_over_the_whole_image():
     """The overlay works inside each object's box; the picture equals drawing every object over the whole
     image (tint, outline, name), for objects that overlap each other's outlines and scattered pixels."""

@@ -175,6 +175,27 @@ def _window_around(cells: np.ndarray, image_shape: tuple[int, int], reach: int) 
     )
 
 
+def _upsampled_window(
+    cells: np.ndarray, image_shape: tuple[int, int], window: tuple[slice, slice]
+) -> np.ndarray:
+    """``window`` of ``cells`` (a patch grid) resized bilinearly to the image. When the image is a whole
+    number of pixels per cell, only the cells under the window and one more on each side are resized
+    (the same values: each pixel's interpolation weights depend on its place within its cell alone)."""
+    height, width = image_shape
+    rows, cols = cells.shape
+    if height % rows or width % cols:
+        return cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR)[window]
+    per_row, per_col = height // rows, width // cols
+    r0, c0 = max(window[0].start // per_row - 1, 0), max(window[1].start // per_col - 1, 0)
+    r1 = min(-(-window[0].stop // per_row) + 1, rows)
+    c1 = min(-(-window[1].stop // per_col) + 1, cols)
+    part = cv2.resize(
+        cells[r0:r1, c0:c1], ((c1 - c0) * per_col, (r1 - r0) * per_row), interpolation=cv2.INTER_LINEAR
+    )
+    y0, x0 = r0 * per_row, c0 * per_col
+    return part[window[0].start - y0 : window[0].stop - y0, window[1].start - x0 : window[1].stop - x0]
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -567,7 +588,7 @@ class InstanceFinder:
             if not keep[..., j].any():
                 continue
             window = _window_around(keep[..., j], (height, width), reach)
-            up = cv2.resize(margins[..., j], (width, height), interpolation=cv2.INTER_LINEAR)[window]
+            up = _upsampled_window(margins[..., j], (height, width), window)
             if guide is not None:
                 up = guide.filter(up, eps=1e-3, window=window)
             higher = up > best_margin[window]  # ties keep the earlier object, as argmax does
@@ -639,13 +660,28 @@ class InstanceFinder:
 
 
 class GuideImage:
-    """He et al.'s guided filter with a grey guide. The guide's local statistics are computed once
-    per frame and shared by every object's margin map that is filtered with it."""
+    """He et al.'s guided filter with a grey guide. The guide's local statistics are computed for the
+    windows that are filtered (grown by the filter's radius: inside, they are the whole image's)."""
 
     def __init__(self, guide: np.ndarray, radius: int):
-        self.guide, self.size = guide, (2 * radius + 1, 2 * radius + 1)
-        self.mean_i = self._mean(guide)
-        self.var_i = self._mean(guide * guide) - self.mean_i * self.mean_i
+        self.guide, self.radius, self.size = guide, radius, (2 * radius + 1, 2 * radius + 1)
+
+    def _statistics(self, window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        """The guide's local mean and variance within ``window``."""
+        height, width = self.guide.shape
+        rows, cols = (slice(*w.indices(n)[:2]) for w, n in zip(window, (height, width), strict=True))
+        grown = (
+            slice(max(rows.start - self.radius, 0), min(rows.stop + self.radius, height)),
+            slice(max(cols.start - self.radius, 0), min(cols.stop + self.radius, width)),
+        )
+        guide = self.guide[grown]
+        mean = self._mean(guide)
+        variance = self._mean(guide * guide) - mean * mean
+        inner = (
+            slice(rows.start - grown[0].start, rows.stop - grown[0].start),
+            slice(cols.start - grown[1].start, cols.stop - grown[1].start),
+        )
+        return mean[inner], variance[inner]
 
     def _mean(self, x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, -1, self.size, borderType=cv2.BORDER_REFLECT)
@@ -655,9 +691,10 @@ class GuideImage:
     ) -> np.ndarray:
         """``source`` (the guide's ``window``) smoothed while following the guide's edges; equal to
         filtering the whole image except within two radii of the window's edges inside the image."""
-        guide, mean_i = self.guide[window], self.mean_i[window]
+        guide = self.guide[window]
+        mean_i, var_i = self._statistics(window)
         mean_p = self._mean(source)
         cov_ip = self._mean(guide * source) - mean_i * mean_p
-        a = cov_ip / (self.var_i[window] + eps)
+        a = cov_ip / (var_i + eps)
         b = mean_p - a * mean_i
         return self._mean(a) * guide + self._mean(b)
