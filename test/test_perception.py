@@ -652,3 +652,14 @@ def test_the_overlay_draws_each_object_in_its_box_exactly_as_over_the_whole_imag
         labels[rng.random(labels.shape) < 0.002] = 7
         names = {int(i): f"object {i}" for i in np.unique(labels)}
         np.testing.assert_array_equal(overlay(rgb, labels, names), whole_image(rgb, labels, names))
+
+
+def test_torch_threads_are_divided_between_the_workers_only_for_the_hand_crafted_backbone_on_a_cpu():
+    from isar_ros.core.backbones.factory import intra_op_threads
+
+    assert intra_op_threads(0, "handcrafted", "cpu", workers=2, cores=2) == 1
+    assert intra_op_threads(0, "handcrafted", "cpu", workers=2, cores=8) == 4
+    assert intra_op_threads(0, "handcrafted", "cpu", workers=2, cores=1) == 1
+    assert intra_op_threads(0, "handcrafted", "cpu", workers=1, cores=8) == 0  # one worker: torch's default
+    assert intra_op_threads(0, "dinov2_vits14", "cpu", workers=2, cores=8) == 0  # a network uses every core
+    assert intra_op_threads(3, "dinov2_vits14", "cpu", workers=2, cores=8) == 3  # asked for: as asked

@@ -30,7 +30,12 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from isar_ros.core.backbones.factory import create_backbone
+from isar_ros.core.backbones.factory import (
+    create_backbone,
+    intra_op_threads,
+    torch_threads_now,
+    use_intra_op_threads,
+)
 from isar_ros.core.frames import FrameBuffer, stamp_of
 from isar_ros.core.geometry import FrameGeometry
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
@@ -67,6 +72,13 @@ class InferenceNodeSettings:
     pipeline: bool = setting(
         True,
         "two workers: the backbone of the next frame runs while this frame is post-processed and published",
+    )
+    torch_threads: int = setting(
+        0,
+        "threads per torch operation in this node (0: automatic - with the hand-crafted backbone on a CPU "
+        "and the pipeline on, the cores divided between the two workers; else torch's default)",
+        low=0,
+        high=256,
     )
     image_reliability: str = setting(
         "best_effort",
@@ -125,6 +137,10 @@ class InferenceNode(ManagedNode):
     def configure(self) -> None:
         values = self.params.values
         backbone = PerceptionConfig(**{k: values[k] for k in BACKBONE_PARAMETERS})
+        threads = intra_op_threads(
+            values["torch_threads"], backbone.backbone, backbone.device, 2 if values["pipeline"] else 1
+        )
+        use_intra_op_threads(threads)
         self.backbone = create_backbone(backbone.backbone, backbone.device, **backbone.backbone_kwargs())
         config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
         refiner = (
@@ -179,7 +195,8 @@ class InferenceNode(ManagedNode):
         self._reset_service = self.create_service(Trigger, "~/reset", self.on_reset)
         self.status_timer = self.create_timer(values["status_period_s"], self.publish_status)
         self.get_logger().info(
-            f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device}; "
+            f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device} "
+            f"({torch_threads_now()} threads per torch operation); "
             f"waiting for a memory on {self.resolve_topic_name(topics.MEMORY)}"
         )
 
