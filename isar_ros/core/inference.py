@@ -552,7 +552,7 @@ class InstanceFinder:
         chosen = np.flatnonzero(present)
         if chosen.size == 0:
             return np.zeros((height, width), np.uint16), []
-        thresholds = np.array([self._mask_threshold(int(j)) for j in chosen], np.float32)
+        thresholds = self._mask_thresholds(chosen).astype(np.float32)
         selected = scores[..., torch.from_numpy(chosen).to(scores.device)].cpu().numpy()  # rows x cols x P
         if not self.config.presence:
             # Like the authors' baseline, which always prompts each object's global maximum: every

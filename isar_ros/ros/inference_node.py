@@ -33,7 +33,6 @@ from visualization_msgs.msg import MarkerArray
 from isar_ros.core.backbones.factory import (
     create_backbone,
     intra_op_threads,
-    torch_threads_now,
     use_intra_op_threads,
 )
 from isar_ros.core.frames import FrameBuffer, stamp_of
@@ -137,10 +136,11 @@ class InferenceNode(ManagedNode):
     def configure(self) -> None:
         values = self.params.values
         backbone = PerceptionConfig(**{k: values[k] for k in BACKBONE_PARAMETERS})
-        threads = intra_op_threads(
-            values["torch_threads"], backbone.backbone, backbone.device, 2 if values["pipeline"] else 1
+        threads = use_intra_op_threads(
+            intra_op_threads(
+                values["torch_threads"], backbone.backbone, backbone.device, 2 if values["pipeline"] else 1
+            )
         )
-        use_intra_op_threads(threads)
         self.backbone = create_backbone(backbone.backbone, backbone.device, **backbone.backbone_kwargs())
         config = InferenceConfig(**{k: values[k] for k in INFERENCE_FIELDS})
         refiner = (
@@ -196,7 +196,7 @@ class InferenceNode(ManagedNode):
         self.status_timer = self.create_timer(values["status_period_s"], self.publish_status)
         self.get_logger().info(
             f"configured: backbone {self.backbone.backbone_id} on {self.backbone.device} "
-            f"({torch_threads_now()} threads per torch operation); "
+            f"({threads} threads per torch operation); "
             f"waiting for a memory on {self.resolve_topic_name(topics.MEMORY)}"
         )
 

@@ -42,13 +42,11 @@ def intra_op_threads(
     return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
-def use_intra_op_threads(threads: int) -> None:
-    """Set torch's per-operation thread count for this process (0: leave it as it is)."""
+def use_intra_op_threads(threads: int) -> int:
+    """Set torch's per-operation thread count for this process (0: leave it as it is); the count now in
+    effect."""
     if threads > 0:
         torch.set_num_threads(threads)
-
-
-def torch_threads_now() -> int:
     return torch.get_num_threads()
 
 
