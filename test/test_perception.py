@@ -79,6 +79,18 @@ def test_grabcut_mask_from_a_box_and_a_click():
     assert iou(predictor.predict(click_only), masks["red_stripes"]) > 0.5
 
 
+def test_a_click_alone_finds_small_and_large_objects():
+    """A click gives no size: the window GrabCut works in is chosen per prompt, so an object much
+    larger than a fixed window (the old 20 % of the image) is taken whole, and a small one is not
+    swallowed by its surroundings."""
+    rgb, masks = scene({"blue_dots": (40, 40, 170, 130), "red_stripes": (250, 180, 26, 22)})
+    predictor = GrabCutPredictor()
+    predictor.set_image(rgb)
+    for name, (x, y) in {"blue_dots": (100, 90), "red_stripes": (262, 190)}.items():
+        mask = predictor.predict(Prompt(np.array([[x, y]], np.float32), np.array([1])))
+        assert iou(mask, masks[name]) > 0.8, name
+
+
 def test_taught_objects_are_found_elsewhere_and_absent_ones_not_painted(taught):
     perception, red, blue = taught
     assert (red.object_id, blue.object_id) == (1, 2)

@@ -102,7 +102,7 @@ class Frame:
 
     def rgb(self) -> np.ndarray:
         """H x W x 3 uint8, RGB."""
-        return np.ascontiguousarray(self.bgr()[..., ::-1])
+        return cv2.cvtColor(self.bgr(), cv2.COLOR_BGR2RGB)
 
     def depth_mm(self) -> np.ndarray | None:
         """H x W uint16 planar depth in millimetres (0 = no reading), or None without depth/."""

@@ -89,7 +89,7 @@ def read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ImportFormatError(f"{path}: unreadable image")
-    return np.ascontiguousarray(image[..., ::-1])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label_png(path: Path) -> np.ndarray:
