@@ -57,7 +57,8 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
     path, options, backbone_options = job
     method = IsarRosMethod(options)
     if backbone_options:
-        method.perception = Perception(replace(perception_config(options), backbone_options=backbone_options))
+        config = perception_config({k: v for k, v in options.items() if k != "prompts"})  # the method's own
+        method.perception = Perception(replace(config, backbone_options=backbone_options))
     dataset = IsarDataset(path)
     result = {}
     for mode in MODES:

@@ -78,3 +78,30 @@ def test_a_suite_reports_every_metric_per_data_set_and_pooled_and_resumes(tmp_pa
 def test_a_wrong_suite_entry_is_named(tmp_path, edit, message):
     with pytest.raises(ConfigurationError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_suite(suite_file(tmp_path, extra=edit), SETTINGS)
+
+
+def test_the_method_teaches_from_the_prompt_kind_asked_for(tmp_path):
+    """``--option prompts=click|box`` gives teaching what an operator who only clicks, or only drags boxes,
+    would give; the ISAR prompt (click and box) is the default, and an unknown kind is refused."""
+    from isar_ros.isar.core_methods import IsarRosMethod
+    from isar_ros.isar.dataset import IsarDataset
+
+    generator({"tasks": 1, "frames": 6, "width": 160, "height": 96, "test_scenes": 1, "workers": 1}, tmp_path)
+    task = IsarDataset(tmp_path).tasks[0]
+    given: dict[str, list] = {}
+    for kind in ("click_box", "box", "click"):
+        method = IsarRosMethod({"prompts": kind})
+        teach, prompts = method.perception.teach, given.setdefault(kind, [])
+
+        def recorded(prompted, teach=teach, prompts=prompts, **options):
+            prompts.extend(prompt for _, frame_prompts in prompted for prompt in frame_prompts)
+            return teach(prompted, **options)
+
+        method.perception.teach = recorded
+        method.train(task, "single_shot")
+    assert len(given["click"]) == len(given["box"]) == len(given["click_box"]) > 0
+    assert all(p.box_xyxy is None and len(p.points_xy) == 1 for p in given["click"])
+    assert all(p.box_xyxy is not None and len(p.points_xy) == 0 for p in given["box"])
+    assert all(p.box_xyxy is not None and len(p.points_xy) == 1 for p in given["click_box"])
+    with pytest.raises(ConfigurationError, match="unknown prompts 'tap'; use one of click_box, box, click"):
+        IsarRosMethod({"prompts": "tap"})

@@ -28,7 +28,6 @@ POSITIVE, NEGATIVE = 1, 0
 # so they hold at any resolution; first guesses, not tuned (docs/evaluation.md, "Teaching masks").
 CLICK_WINDOWS = (0.08, 0.14, 0.22, 0.32, 0.45, 0.6)
 RING_FRACTION = 0.15
-CLICK_SEARCH_SIDE = 256  # the windows are compared at this working size; the chosen one is redone at max_side
 LAB_BINS = [6, 8, 8]
 
 
@@ -141,7 +140,7 @@ class GrabCutPredictor(MaskPredictor):
     Works on a crop around the prompt (the box with a margin), scaled down to at most ``max_side``
     pixels. Positive clicks are sure foreground, negative clicks sure background. Of the result, the
     connected component under the positive clicks (or the largest) is kept; if GrabCut finds nothing,
-    the box is returned so that teaching never silently fails.
+    the box (or the window, below) is returned so that teaching never silently fails.
 
     Clicks without a box say where the object is but not how large it is. GrabCut then runs once per
     window of ``click_windows`` (squares around the clicks, as fractions of the image's longer side;
@@ -174,7 +173,7 @@ class GrabCutPredictor(MaskPredictor):
         # GrabCut's models do not care about the colour order; OpenCV's is BGR (and its conversion is
         # about ten times faster than numpy's reversed-axis copy).
         self.image = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
-        self._gradient = None
+        self._lab = self._gradient = None
 
     def for_another_thread(self) -> GrabCutPredictor:
         # OpenCV releases the GIL in grabCut, and its RNG (seeded per call) is per thread: the masks are
@@ -278,11 +277,11 @@ class GrabCutPredictor(MaskPredictor):
             return 0.0
         radius = max(3, int(RING_FRACTION * np.sqrt(len(rows))))
         height, width = mask.shape
-        window = (
+        around = (  # the mask's bounding box grown by the ring
             slice(max(rows.min() - radius, 0), min(rows.max() + radius + 1, height)),
             slice(max(cols.min() - radius, 0), min(cols.max() + radius + 1, width)),
         )
-        inside = mask[window].astype(np.uint8)
+        inside = mask[around].astype(np.uint8)
         # Pixels within ``radius`` of the mask (a distance transform: a dilation by a disc this wide
         # costs the disc's area per pixel).
         ring = (cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= radius).astype(
@@ -290,14 +289,14 @@ class GrabCutPredictor(MaskPredictor):
         ) & (1 - inside)
         if not ring.any():  # the mask fills the image: nothing to compare it with
             return 0.0
-        lab = self._lab[window]
+        lab = self._lab[around]
         inner, outer = (
             cv2.calcHist([lab], [0, 1, 2], part, LAB_BINS, [0, 256, 0, 256, 0, 256]).ravel()
             for part in (inside, ring)
         )
         colour = 0.5 * float(np.abs(inner / inner.sum() - outer / outer.sum()).sum())  # total variation
         outline = inside - cv2.erode(inside, np.ones((3, 3), np.uint8))
-        return colour * float(self._gradient[window][outline > 0].mean())
+        return colour * float(self._gradient[around][outline > 0].mean())
 
     @staticmethod
     def _keep_prompted_component(mask: np.ndarray, clicks: list[tuple[int, int]]) -> np.ndarray:

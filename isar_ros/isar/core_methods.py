@@ -14,6 +14,13 @@ from isar_ros.isar.rules import object_name
 from isar_ros.settings import convert, specs
 
 PERCEPTION_OPTIONS = {"backbone", "device", "mask_predictor", "sam_checkpoint"}
+# How each ISAR prompt (a click and a box) is given to teaching: as it is, or as an operator who only
+# drags boxes or only clicks would give it (``--option prompts=click``).
+PROMPT_KINDS = {
+    "click_box": lambda p: Prompt.from_isar(p.point_xy, p.box_xyxy),
+    "box": lambda p: Prompt.from_isar(None, p.box_xyxy),
+    "click": lambda p: Prompt.from_isar(p.point_xy, None),
+}
 
 
 def perception_config(options: dict[str, str]) -> PerceptionConfig:
@@ -46,7 +53,12 @@ class IsarRosMethod(Method):
     name = "isar_ros"
 
     def __init__(self, options: dict | None = None):
-        self.perception = Perception(perception_config(options or {}))
+        options = dict(options or {})
+        kind = options.pop("prompts", "click_box")
+        if kind not in PROMPT_KINDS:
+            raise ConfigurationError(f"unknown prompts {kind!r}; use one of {', '.join(PROMPT_KINDS)}")
+        self.prompt = PROMPT_KINDS[kind]
+        self.perception = Perception(perception_config(options))
         self.to_isar = np.zeros(1, np.int64)
         inference = self.perception.config.inference
         # Depth and poses cost a file read and the 3-D location per frame: only when a setting uses them.
@@ -62,7 +74,7 @@ class IsarRosMethod(Method):
             frame = self.perception.encode(scene.frame_by_name(name).rgb())
             for p in prompts:
                 result = self.perception.teach(
-                    [(frame, [Prompt.from_isar(p.point_xy, p.box_xyxy)])],
+                    [(frame, [self.prompt(p)])],
                     name=object_name(p.object_id),
                     object_id=mapping.get(p.object_id, 0),
                 )
