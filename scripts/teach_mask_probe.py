@@ -4,10 +4,11 @@
         data/eval/synthetic-default-s{0..4} [--predictor grabcut] [--mode multi_shot]
 
 Every prompt of the train scenes of each ISAR-layout data set is given to the mask predictor three
-ways - as ISAR gives it (a click and a box), the box alone, and the click alone (what an operator who
-only clicks gives) - and the mask is compared with the object's ground truth on that frame. Printed
-per group (data sets named ``<group>-s<seed>`` are pooled): the mean IoU and the median milliseconds
-per prompt of each kind. Everything downstream learns from these masks, so their IoU bounds it.
+ways (``PROMPT_KINDS``, as the benchmark's ``--option prompts``) - as ISAR gives it (``click_box``),
+the box alone, and the click alone (what an operator who only clicks gives) - and the mask is compared
+with the object's ground truth on that frame. Printed per group (data sets named ``<group>-s<seed>``
+are pooled): the mean IoU and the median milliseconds per prompt of each kind. Everything downstream
+learns from these masks, so their IoU bounds it.
 A development tool (printed numbers, no files); the official numbers come from `isar-ros evaluate`.
 """
 
@@ -26,13 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from isar_ros.core.mask_predictors import create_mask_predictor  # noqa: E402
 from isar_ros.core.prompt_mask import MaskPredictor, Prompt  # noqa: E402
+from isar_ros.isar.core_methods import PROMPT_KINDS  # noqa: E402
 from isar_ros.isar.dataset import MODES, IsarDataset  # noqa: E402
-
-KINDS = {
-    "click + box": lambda p: Prompt.from_isar(p.point_xy, p.box_xyxy),
-    "box": lambda p: Prompt.from_isar(None, p.box_xyxy),
-    "click": lambda p: Prompt.from_isar(p.point_xy, None),
-}
 
 
 def group_of(path: Path) -> str:
@@ -42,7 +38,7 @@ def group_of(path: Path) -> str:
 def probe(root: Path, predictor_kind: str, mode: str) -> dict[str, list[tuple[float, float]]]:
     """Kind -> (IoU, milliseconds) per prompt of the data set at ``root``."""
     predictor = create_mask_predictor(predictor_kind)
-    results: dict[str, list[tuple[float, float]]] = {kind: [] for kind in KINDS}
+    results: dict[str, list[tuple[float, float]]] = {kind: [] for kind in PROMPT_KINDS}
     for task in IsarDataset(root).tasks:
         for scene, name, prompts in task.prompts(mode):
             frame = scene.frame_by_name(name)
@@ -53,7 +49,7 @@ def probe(root: Path, predictor_kind: str, mode: str) -> dict[str, list[tuple[fl
             for prompt in prompts:
                 expected = truth == prompt.object_id
                 if expected.any():
-                    for kind, make in KINDS.items():
+                    for kind, make in PROMPT_KINDS.items():
                         results[kind].append(measure(predictor, make(prompt), expected))
     return results
 
@@ -75,10 +71,12 @@ def main() -> None:
     for root in args.data:
         for kind, values in probe(root, args.predictor, args.mode).items():
             pooled.setdefault(group_of(root), {}).setdefault(kind, []).extend(values)
-    print(f"{'group':22s} {'prompts':>7s}  " + "  ".join(f"{kind + ': IoU, ms':>20s}" for kind in KINDS))
+    print(
+        f"{'group':22s} {'prompts':>7s}  " + "  ".join(f"{kind + ': IoU, ms':>20s}" for kind in PROMPT_KINDS)
+    )
     for group, by_kind in pooled.items():
         cells = []
-        for kind in KINDS:
+        for kind in PROMPT_KINDS:
             ious, times = np.array(by_kind[kind]).reshape(-1, 2).T
             cells.append(f"{ious.mean():12.3f} {np.median(times):7.1f}")
         print(f"{group:22s} {len(by_kind['box']):7d}  " + "  ".join(cells))
