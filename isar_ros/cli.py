@@ -11,6 +11,7 @@ isar-ros import davis|perseg|bop|generic SRC --out DIR   real data sets into the
 isar-ros evaluate config/eval/dev.yaml [--compare OLD]   a method over many data sets (dev / test protocol)
 isar-ros objects list|rename|forget|export|import         taught objects, on a running teach node or a folder
 isar-ros teach IMAGE --box X0 Y0 X1 Y1 --name NAME        teach from an image file, for scripts
+isar-ros quantize dinov2_vits14 --images DIR              DINOv2 int8 on OpenVINO, calibrated on your images
 """
 
 from __future__ import annotations
@@ -901,6 +902,101 @@ def cmd_weights(args) -> int:
     return 1 if failed else 0
 
 
+def add_quantize(sub) -> None:
+    parser = sub.add_parser(
+        "quantize",
+        help="DINOv2 on OpenVINO: an int8 copy of the network, calibrated on your own camera images",
+        description="Quantises the DINOv2 network to int8 (NNCF post-training quantisation; pip install "
+        "nncf) for one camera size and input short side, from a folder of the camera's colour images, and "
+        "prints how close its features stay to fp32 on images it did not see. The nodes then run it with "
+        "-p backend:=openvino -p precision:=int8 (the same short_side).",
+    )
+    parser.add_argument(
+        "backbone", help="dinov2_vit{s,b,l,g}14[_reg4]; its checkpoint is found as for the nodes"
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="a folder of the camera's colour images (.jpg/.jpeg/.png, searched recursively; grey images "
+        "such as masks are skipped): 100-300 varied views of the places the robot works in",
+    )
+    parser.add_argument(
+        "--camera-size", default="", help="WxH the node will see (default: the first image's size)"
+    )
+    parser.add_argument("--short-side", type=int, default=448, help="the node's short_side (224/336/448)")
+    parser.add_argument("--limit", type=int, default=300, help="at most this many calibration images")
+    parser.add_argument("--check", type=int, default=5, help="images held out to compare int8 with fp32")
+
+
+def cmd_quantize(args) -> int:
+    import cv2
+    import torch
+
+    from isar_ros.core.backbones.dinov2 import Dinov2Backbone
+    from isar_ros.errors import InvalidInput
+    from isar_ros.isar.importers import IMAGE_SUFFIXES
+
+    if not args.images.is_dir():
+        raise InvalidInput(f"--images {args.images} is not a folder")
+    files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    wanted = max(1, args.limit) + max(0, args.check)
+    chosen = (
+        [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, wanted).round())] if files else []
+    )
+    images, size = [], None
+    for path in chosen:
+        bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if bgr is None or bgr.ndim != 3 or bgr.dtype != np.uint8:
+            continue  # unreadable, grey (masks) or 16-bit (depth)
+        if size is None:
+            size = _camera_size(args.camera_size) or (bgr.shape[1], bgr.shape[0])
+        images.append(
+            cv2.cvtColor(cv2.resize(bgr[..., :3], size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        )
+    if len(images) < 2:
+        raise InvalidInput(
+            f"{args.images} holds {len(images)} usable colour images; quantising needs at least 2 "
+            "(100-300 varied views of the robot's places are best)"
+        )
+    held_out = set(range(0, len(images), max(2, len(images) // max(1, args.check)))[: max(0, args.check)])
+    check = [image for k, image in enumerate(images) if k in held_out]
+    calibration = [image for k, image in enumerate(images) if k not in held_out]
+    backbone = Dinov2Backbone.from_name(
+        args.backbone, torch.device("cpu"), short_side=args.short_side, backend="openvino", precision="fp32"
+    )
+    print(
+        f"calibrating {args.backbone} at {size[0]}x{size[1]} (short side {args.short_side}) on "
+        f"{len(calibration)} images, {len(check)} held out to check ..."
+    )
+    result = backbone.quantize(calibration, check)
+    print(f"wrote {result.path} in {result.seconds:.0f} s")
+    if check:
+        print(
+            f"int8 against fp32 on the held-out images: patch cosine min {result.min_cosine:.4f}, "
+            f"mean {result.mean_cosine:.4f}"
+            + (
+                ""
+                if result.min_cosine >= 0.99
+                else "  (below 0.99: calibrate on more varied images, or use precision bf16 / fp32)"
+            )
+        )
+    print(
+        f"use it: -p backbone:={args.backbone} -p backend:=openvino -p precision:=int8 "
+        f"-p short_side:={args.short_side}"
+    )
+    return 0
+
+
+def _camera_size(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 14 or int(height) < 14:
+        raise ConfigurationError(f"--camera-size expects WIDTHxHEIGHT such as 640x480, not {text!r}")
+    return int(width), int(height)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``isar-ros`` command line (every subcommand)."""
     parser = argparse.ArgumentParser(
@@ -919,6 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate,
         add_objects,
         add_teach,
+        add_quantize,
     ):
         add(sub)
     return parser
@@ -939,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "objects": cmd_objects,
         "teach": cmd_teach,
+        "quantize": cmd_quantize,
     }
     try:
         return handlers[args.command](args)

@@ -11,6 +11,9 @@ Measures, in one run on this machine:
    weights), fp32 and bfloat16 autocast;
 1b. DINOv2 ViT-S at input short sides 224 / 336 / 448 and ViT-B at 448 through torch eager fp32 and
    OpenVINO, alternately in one run: latency, speed-up, feature agreement, first and cached start;
+1c. DINOv2 ViT-S/14 and ViT-B/14 at 448 through torch eager fp32 and OpenVINO fp32, bf16 (where the CPU
+   has it) and int8 (NNCF, calibrated on 24 other benchmark frames; ``pip install nncf``), alternately in
+   one run: latency, speed-up over torch, the lowest patch cosine with torch's features;
 2. time per frame, features excluded, for 1, 10, 100 and 1000 taught objects: a frame showing one of
    them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
    product plus the vectorised presence decision), beside a loop of per-object scikit-learn
@@ -230,6 +233,63 @@ def synthetic_objects(
     return objects
 
 
+def precisions(repeats: int) -> list[dict]:
+    """ViT-S/14 and ViT-B/14 at short side 448 through torch eager fp32 and OpenVINO at each precision this
+    CPU runs, alternately in one run (int8 calibrated on 24 other benchmark frames first)."""
+    import os
+    import tempfile
+
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        print("  OpenVINO or NNCF is not installed (pip install openvino nncf): skipped")
+        return []
+    from isar_ros.core.backbones.dinov2 import Dinov2Backbone
+
+    image, _ = test_image()
+    calibration = [test_image(seed=s)[0] for s in range(1, 25)]
+    os.environ["ISAR_OPENVINO_CACHE"] = tempfile.mkdtemp(prefix="isar-ov-bench-")
+    rows = []
+    cpu = torch.device("cpu")
+    for name in ("dinov2_vits14", "dinov2_vitb14"):
+        backbones = {"torch fp32": Dinov2Backbone.from_name(name, cpu, random_init=True)}
+        model = backbones["torch fp32"].model
+        fp32 = Dinov2Backbone(model, name, cpu, backend="openvino", precision="fp32")
+        quantized = fp32.quantize(calibration, [image])
+        backbones["openvino fp32"] = fp32
+        if fp32.openvino is not None and fp32.openvino.has_bf16:
+            backbones["openvino bf16"] = Dinov2Backbone(
+                model, name, cpu, backend="openvino", precision="bf16"
+            )
+        backbones["openvino int8"] = Dinov2Backbone(model, name, cpu, backend="openvino", precision="int8")
+        reference = backbones["torch fp32"].extract(image).features
+        times: dict[str, list[float]] = {key: [] for key in backbones}
+        for _ in range(max(3, repeats // 4)):  # alternate, so all see the same machine load
+            for key, backbone in backbones.items():
+                backbone.extract(image)  # the first call of each compiles; then one timed call
+                times[key] += timed(lambda b=backbone: b.extract(image), 1)
+        for key, backbone in backbones.items():
+            cosine = float((reference * backbone.extract(image).features).sum(-1).min())
+            rows.append(
+                {
+                    "backbone": name,
+                    "runtime": key,
+                    "latency": summary(times[key]),
+                    "vs_torch_fp32": statistics.median(times["torch fp32"]) / statistics.median(times[key]),
+                    "min_cosine": cosine,
+                    **({"quantize_s": quantized.seconds} if key.endswith("int8") else {}),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"  {name} {key:<14} {r['latency']['median_ms']:7.1f} ms = {r['vs_torch_fp32']:.2f}x torch "
+                f"fp32, min cosine {cosine:.4f}"
+                + (f" (quantised in {quantized.seconds:.0f} s)" if key.endswith("int8") else "")
+            )
+    return rows
+
+
 def scaling(repeats: int) -> list[dict]:
     """One frame showing one taught object; the memory holds it plus 0, 9, 99 or 999 objects absent from the
     frame."""
@@ -445,7 +505,7 @@ def memory_footprint(repeats: int) -> list[dict]:
     return rows
 
 
-SECTIONS = ("stages", "runtimes", "scaling", "taught", "geometry", "teach", "memory")
+SECTIONS = ("stages", "runtimes", "precisions", "scaling", "taught", "geometry", "teach", "memory")
 
 
 def main() -> int:
@@ -488,6 +548,9 @@ def main() -> int:
     if "runtimes" in chosen:
         print("1b. DINOv2 runtimes and input sizes at 640x480 (random weights)")
         result["runtimes_640x480"] = runtimes(args.repeats)
+    if "precisions" in chosen:
+        print("1c. DINOv2 precisions at 640x480, short side 448 (random weights)")
+        result["precisions_640x480"] = precisions(args.repeats)
     if "teach" in chosen:
         print("3. teach latency")
         result["teach"] = teach_latency(args.repeats)

@@ -1,11 +1,13 @@
 """Output rate, latency and dropped frames of the inference node, as a robot sees them.
 
     .venv/bin/python scripts/measure_inference_node.py [--backbone handcrafted|dinov2_vits14] [--seconds 30]
+        [-p backend:=openvino] [-p precision:=int8] [-p short_side:=336] ...
 
 Starts a real ``isar_inference`` process, publishes a memory of ``--objects`` taught objects and
 640x480 rgb8 frames at ``--rate`` Hz (best-effort, like a camera), and reads the node's own
 ``~/status`` after a warm-up. DINOv2 runs with *random* weights written in the official checkpoint
-format (the real ones cannot be downloaded here; speed does not depend on the weights).
+format (the real ones cannot be downloaded here; speed does not depend on the weights); with
+``-p precision:=int8`` the network is first quantised on 24 other benchmark frames.
 Appends the result to docs/inference_node.json and prints it.
 """
 
@@ -36,6 +38,20 @@ def random_dinov2_checkpoint(name: str, folder: Path) -> None:
 
     spec, registers = parse_name(name)
     torch.save(DinoVisionTransformer(spec, registers).state_dict(), folder / f"{name}_pretrain.pth")
+
+
+def quantize(backbone: str, short_side: int) -> None:
+    """int8 needs a calibrated network first (``isar-ros quantize``): here on 24 other benchmark frames."""
+    import torch
+    from benchmark_core import test_image
+
+    from isar_ros.core.backbones.dinov2 import Dinov2Backbone
+
+    network = Dinov2Backbone.from_name(
+        backbone, torch.device("cpu"), short_side=short_side, backend="openvino", precision="fp32"
+    )
+    done = network.quantize([test_image(seed=s)[0] for s in range(1, 25)], [test_image()[0]])
+    print(f"quantised in {done.seconds:.0f} s, min patch cosine with fp32 {done.min_cosine:.4f}")
 
 
 def main() -> int:
@@ -78,6 +94,8 @@ def main() -> int:
         random_dinov2_checkpoint(args.backbone, Path(weights))
     os.environ.update(ros_environment(localhost_only=True, domain_id=pick_domain_id()))
     os.environ["ISAR_ROS_WEIGHTS"] = weights
+    if node_parameters.get("precision") == "int8":
+        quantize(args.backbone, int(node_parameters.get("short_side", 448)))
 
     import rclpy
     from benchmark_core import test_image

@@ -222,6 +222,67 @@ def test_openvino_gives_the_torch_features_and_reuses_its_export(tmp_path, monke
     assert len(list((tmp_path / "ov").glob("dinov2_vits14-*-154x112.xml"))) == 2
 
 
+def camera_images(count: int, seed: int) -> list[np.ndarray]:
+    """Smooth colour images with a few flat shapes (160 x 120), like a camera's more than noise is."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        image = cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), (160, 120))
+        for _shape in range(3):
+            x, y = int(rng.integers(0, 130)), int(rng.integers(0, 90))
+            image[y : y + 30, x : x + 30] = rng.integers(0, 255, 3)
+        images.append(image)
+    return images
+
+
+def test_int8_is_quantised_on_the_users_images_and_gives_the_torch_features(tmp_path, monkeypatch, capsys):
+    """isar-ros quantize on a folder of camera images, then precision int8 in the backbone; random weights
+    in the official format, loaded from a checkpoint as a user's would be."""
+    import cv2
+
+    pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
+    pytest.importorskip("nncf", reason="NNCF is optional: pip install nncf")
+    from isar_ros.cli import main
+
+    monkeypatch.setenv("ISAR_ROS_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("ISAR_OPENVINO_CACHE", str(tmp_path / "ov"))
+    torch.save(official_state_dict("s", 0, 4), tmp_path / "dinov2_vits14_pretrain.pth")
+    cpu = torch.device("cpu")
+    with pytest.raises(ConfigurationError, match="isar-ros quantize dinov2_vits14 --images"):
+        Dinov2Backbone.from_name("dinov2_vits14", cpu, short_side=112, backend="openvino", precision="int8")
+    with pytest.raises(ConfigurationError, match="for backend openvino"):
+        Dinov2Backbone.from_name("dinov2_vits14", cpu, short_side=112, precision="int8")
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    assert main(["quantize", "dinov2_vits14", "--images", str(folder), "--short-side", "112"]) == 2
+    assert "holds 0 usable colour images" in capsys.readouterr().err
+    for k, image in enumerate(camera_images(12, seed=0)):
+        cv2.imwrite(str(folder / f"{k:03d}.png"), image[..., ::-1])
+    cv2.imwrite(str(folder / "mask.png"), np.zeros((120, 160), np.uint8))  # grey: skipped
+    args = ["quantize", "dinov2_vits14", "--images", str(folder), "--short-side", "112", "--check", "3"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "on 9 images, 3 held out" in said and "-p precision:=int8 -p short_side:=112" in said
+    printed_min = float(said.split("patch cosine min ")[1].split(",")[0])
+    assert printed_min > 0.99
+    (written,) = (tmp_path / "ov").glob("dinov2_vits14-*-154x112-int8.xml")
+
+    reference = Dinov2Backbone.from_name("dinov2_vits14", cpu, short_side=112)
+    int8 = Dinov2Backbone.from_name(
+        "dinov2_vits14", cpu, short_side=112, backend="openvino", precision="int8"
+    )
+    assert int8.backbone_id == reference.backbone_id  # the same features: the same memories
+    for rgb in camera_images(3, seed=1):  # images neither the calibration nor its check saw
+        a, b = reference.extract(rgb).features, int8.extract(rgb).features
+        assert a.shape == b.shape == (8, 11, 384)
+        assert (a * b).sum(-1).min() > 0.99
+    with pytest.raises(ConfigurationError, match="for a 210x112 network input"):
+        int8.extract(np.zeros((100, 190, 3), np.uint8))  # another camera size: not calibrated
+    assert written.is_file()
+
+
 def test_openvino_settings_are_checked_with_a_message(monkeypatch):
     model = DinoVisionTransformer(SPECS["s"])
     with pytest.raises(ConfigurationError, match="backend must be one of torch, openvino"):

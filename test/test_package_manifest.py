@@ -22,6 +22,7 @@ ROSDEP = {
     "threadpoolctl": "python3-threadpoolctl",
     "segment_anything": "python3-segment-anything-pip",
     "openvino": "python3-openvino-pip",
+    "nncf": "python3-nncf-pip",
     "tf2_ros": "tf2_ros_py",
     "ament_index_python": "ament_index_python",
 }

@@ -57,8 +57,8 @@ class PerceptionConfig:
     precision: str = setting(
         "auto",
         "DINOv2 precision: auto (torch: bf16/fp16 autocast on a GPU, fp32 on a CPU; openvino: bf16 where "
-        "the CPU has it), fp32, bf16 or fp16 (torch on a GPU)",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        "the CPU has it), fp32, bf16, fp16 (torch on a GPU) or int8 (openvino, after isar-ros quantize)",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
     )
     compile: bool = setting(False, "DINOv2 on torch: torch.compile the network (first frame compiles)")
     short_side: int = setting(

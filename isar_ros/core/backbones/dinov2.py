@@ -17,7 +17,8 @@ Features are the last layer's normalised patch tokens, each L2-normalised. Input
 
 * torch: ``auto`` = bf16 autocast on a CUDA GPU that has it (fp16 on older ones), fp32 on a CPU;
   ``fp32``; ``bf16`` (autocast, CPU or GPU); ``fp16`` (autocast, CUDA only);
-* openvino: ``auto`` = bf16 where the CPU has AVX-512 BF16 or AMX, else fp32; ``fp32``; ``bf16``.
+* openvino: ``auto`` = bf16 where the CPU has AVX-512 BF16 or AMX, else fp32; ``fp32``; ``bf16``;
+  ``int8`` (quantised on the user's own images first: :meth:`Dinov2Backbone.quantize`).
 
 On a GPU the image is copied once into pinned host memory and uploaded asynchronously; resizing,
 normalisation, the network and the feature normalisation run on the GPU, and the features stay there for
@@ -28,6 +29,7 @@ the scoring (the finder's object model lives on the same device). ``compile=True
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAINED_IMAGE_SIZE = 518  # pos_embed holds 37 x 37 patches + the class token
 BACKENDS = ("torch", "openvino")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -58,12 +60,26 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "int8":
+        raise ConfigurationError("precision int8 is for backend openvino (quantised with isar-ros quantize)")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigurationError(
             f"precision fp16 needs a CUDA GPU (device is {device}); "
             "on a CPU use fp32, bf16 or backend openvino"
         )
     return _AUTOCAST.get(precision)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What :meth:`Dinov2Backbone.quantize` wrote, and how close its features are to fp32 torch's."""
+
+    path: Path
+    calibration_images: int
+    check_images: int
+    seconds: float
+    min_cosine: float  # over every patch of the check images
+    mean_cosine: float
 
 
 @dataclass(frozen=True)
@@ -297,12 +313,8 @@ class Dinov2Backbone(Backbone):
 
     @torch.inference_mode()
     def extract(self, rgb: np.ndarray) -> FeatureGrid:
-        require_rgb(rgb)
         height, width = rgb.shape[:2]
-        size = input_size(width, height, self.input_policy, self.short_side, self.stretch_size)
-        x = self._upload(rgb).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.mean) / self.std
+        x = self.network_input(rgb)
         if self.openvino is not None:
             features = self.openvino(x)[0].float()
         else:
@@ -311,6 +323,42 @@ class Dinov2Backbone(Backbone):
             ):
                 features = self.forward(x)[0].float()
         return FeatureGrid(F.normalize(features, dim=-1), (width, height))
+
+    def network_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """``rgb`` (H x W x 3 uint8) resized by the input policy and normalised: 1 x 3 x h x w float32."""
+        require_rgb(rgb)
+        height, width = rgb.shape[:2]
+        size = input_size(width, height, self.input_policy, self.short_side, self.stretch_size)
+        x = self._upload(rgb).permute(2, 0, 1)[None].float() / 255.0
+        x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    @torch.inference_mode()
+    def quantize(self, calibration: list[np.ndarray], check: list[np.ndarray]) -> Quantized:
+        """Quantise the network to int8 for the input size of these camera images (backend openvino) and
+        compare the int8 features with this model's fp32 torch features on the ``check`` images, which the
+        calibration did not see. All images must be the size of the camera the node will run on; a
+        backbone with precision int8 runs the new network from its next frame."""
+        if self.openvino is None:
+            raise ConfigurationError("quantising needs backend openvino")
+        sizes = {image.shape[:2] for image in [*calibration, *check]}
+        if len(sizes) != 1:
+            raise InvalidInput(
+                f"calibration images come in {len(sizes)} sizes; resize them to the camera's size first"
+            )
+        start = time.perf_counter()
+        path = self.openvino.quantize([self.network_input(rgb).cpu().numpy() for rgb in calibration])
+        seconds = time.perf_counter() - start
+        int8, cosines = self.openvino.load(path, "int8"), []
+        for rgb in check:
+            x = self.network_input(rgb)
+            reference = F.normalize(self.model.forward_features(x)[0].float(), dim=-1)
+            quantized = F.normalize(self.openvino(x, int8)[0].float(), dim=-1)
+            cosines.append((reference * quantized).sum(-1).flatten())
+        agreement = torch.cat(cosines) if cosines else torch.ones(1)
+        return Quantized(
+            path, len(calibration), len(check), seconds, float(agreement.min()), float(agreement.mean())
+        )
 
     def _upload(self, rgb: np.ndarray) -> torch.Tensor:
         """The image on the backbone's device: on a GPU through pinned memory, asynchronously."""
