@@ -15,8 +15,9 @@ Measures, in one run on this machine:
    has it) and int8 (NNCF, calibrated on 24 other benchmark frames; ``pip install nncf``), alternately in
    one run: latency, speed-up over torch, the lowest patch cosine with torch's features;
 2. time per frame, features excluded, for 1, 10, 100 and 1000 taught objects: a frame showing one of
-   them, the others absent (scoring, presence, masks), and the scoring alone (one stacked matrix
-   product plus the vectorised presence decision), beside a loop of per-object scikit-learn
+   them, the others absent (scoring, presence, masks; from 200 objects on through the block-bound
+   cascade), and the scoring alone (one stacked matrix product of every object, no cascade, plus the
+   vectorised presence decision), beside a loop of per-object scikit-learn
    ``LinearSVC.decision_function`` calls with the same weights, and their ratio;
 2c. the same with a memory of real taught objects: every object of the 20 synthetic ``dev`` data sets
    (``config/eval/dev.yaml``, generated into data/eval if missing), taught multi-shot, about 100
@@ -303,15 +304,26 @@ def scaling(repeats: int) -> list[dict]:
     features = grid.features.numpy()
     flat = features.reshape(-1, features.shape[-1])
     rng = np.random.default_rng(0)
-    rows = []
-    for k in (1, 10, 100, 1000):
+    counts = (1, 10, 100, 1000)
+    snapshots, finders = {}, {}
+    for k in counts:
         snapshot = perception.snapshot()
         absent = synthetic_objects(k - 1, perception.backbone.feature_dim, features, rng, first_id=2)
-        snapshot = replace(snapshot, objects=snapshot.objects + tuple(absent))
-        finder = InstanceFinder(ObjectModel(snapshot, "cpu"), InferenceConfig())
-        found = finder.find(grid, image)
+        snapshots[k] = replace(snapshot, objects=snapshot.objects + tuple(absent))
+        finders[k] = InstanceFinder(ObjectModel(snapshots[k], "cpu"), InferenceConfig())
+    uncascaded = InstanceFinder(finders[1000].model, InferenceConfig())  # every object scored, as before
+    uncascaded.cascade_min_objects = 10**9
+    found = {k: finder.find(grid, image) for k, finder in finders.items()}
+    not_scored = {k: finder.cascade_skipped for k, finder in finders.items()}  # from 200 objects on
+    # The frames of every count alternately, so all see the same machine load (their ratios are the result).
+    frames: dict[object, list[float]] = {key: [] for key in (*counts, "without the cascade")}
+    for _ in range(repeats):
+        for key, finder in (*finders.items(), ("without the cascade", uncascaded)):
+            frames[key] += timed(lambda finder=finder: finder.find(grid, image), 1)
+    rows = []
+    for k in counts:
+        finder, snapshot = finders[k], snapshots[k]
         stacked = timed(lambda finder=finder: finder.presence(finder.score(grid)), repeats)
-        whole = timed(lambda finder=finder: finder.find(grid, image), repeats)
         models = []
         for o in snapshot.objects:
             c = o.classifier
@@ -322,18 +334,25 @@ def scaling(repeats: int) -> list[dict]:
         rows.append(
             {
                 "objects": k,
-                "present": len(found.instances),
+                "present": len(found[k].instances),
+                "not_scored_by_the_cascade": not_scored[k],
                 "scoring": summary(stacked),
-                "frame_without_features": summary(whole),
+                "frame_without_features": summary(frames[k]),
                 "sklearn_loop": summary(loop),
             }
         )
         print(
-            f"  {k:>3} objects ({len(found.instances)} present): scoring "
+            f"  {k:>3} objects ({len(found[k].instances)} present): scoring "
             f"{rows[-1]['scoring']['median_ms']:6.2f} ms, "
             f"frame without features {rows[-1]['frame_without_features']['median_ms']:6.2f} ms, "
-            f"sklearn decision_function loop {rows[-1]['sklearn_loop']['median_ms']:7.2f} ms"
+            f"sklearn decision_function loop {rows[-1]['sklearn_loop']['median_ms']:7.2f} ms; "
+            f"{not_scored[k]} objects not scored patch by patch (cascade)"
         )
+    rows[-1]["frame_without_the_cascade"] = summary(frames["without the cascade"])
+    print(
+        f"  1000 objects, every object scored (no cascade): frame without features "
+        f"{rows[-1]['frame_without_the_cascade']['median_ms']:6.2f} ms"
+    )
     for row in rows:
         row["frame_vs_1_object"] = (
             row["frame_without_features"]["median_ms"] / rows[0]["frame_without_features"]["median_ms"]
@@ -407,18 +426,27 @@ def taught_scaling(frames_per_set: int = 10) -> dict:
         checked[-1] += 1
         return searched(finder, *args, **kwargs)
 
+    forced_times, forced_skipped, differing = [], [], 0
     InstanceFinder._best_region = counting  # type: ignore[method-assign]
     try:
         for task in tasks[::2]:
             finder = InstanceFinder(model, perception.config.inference)
+            forced = InstanceFinder(model, perception.config.inference)  # the cascade at any object count
+            forced.cascade_min_objects = 0
             for frame in list(task.test_scenes[0])[:frames_per_set]:
                 rgb = frame.rgb()
                 grid = perception.encode(rgb).grid
                 checked.append(0)
                 start = time.perf_counter()
+                other = forced.find(grid, rgb)
+                forced_times.append((time.perf_counter() - start) * 1000)
+                forced_skipped.append(forced.cascade_skipped)
+                checked[-1] = 0  # count the default finder's region searches only
+                start = time.perf_counter()
                 found = finder.find(grid, rgb)
                 times.append((time.perf_counter() - start) * 1000)
                 present.append(len(found.instances))
+                differing += not np.array_equal(found.labels, other.labels)
     finally:
         InstanceFinder._best_region = searched  # type: ignore[method-assign]
     row = {
@@ -427,12 +455,18 @@ def taught_scaling(frames_per_set: int = 10) -> dict:
         "frame_without_features": summary(times),
         "present_per_frame": float(np.mean(present)),
         "region_searches_per_frame": float(np.mean(checked)),
+        "with_the_cascade_forced": summary(forced_times),
+        "not_scored_by_the_forced_cascade_per_frame": float(np.mean(forced_skipped)),
+        "frames_whose_labels_differ_with_the_cascade": differing,
     }
     print(
         f"  {row['objects']} taught objects, {row['frames']} test frames "
         f"({row['present_per_frame']:.1f} found per frame): frame without features "
         f"{row['frame_without_features']['median_ms']:.2f} ms median, "
-        f"regions searched for {row['region_searches_per_frame']:.1f} objects per frame"
+        f"regions searched for {row['region_searches_per_frame']:.1f} objects per frame; with the cascade "
+        f"at any object count {row['with_the_cascade_forced']['median_ms']:.2f} ms, "
+        f"{row['not_scored_by_the_forced_cascade_per_frame']:.1f} objects per frame not scored, labels "
+        f"different on {differing} frames"
     )
     return row
 

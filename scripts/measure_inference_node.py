@@ -192,6 +192,11 @@ def main() -> int:
         "output_rate_hz": float(np.median([float(s["output_rate_hz"]) for s in window])),
         "latency_ms_p50": float(last["latency_ms_p50"]),
         "latency_ms_p90": float(last["latency_ms_p90"]),
+        # the node's own work per frame beside the backbone (conversion, finder, publications)
+        "backbone_ms_p50": float(last["backbone_ms_p50"]),
+        "outside_backbone_ms_p50": float(last["outside_backbone_ms_p50"]),
+        "outside_vs_backbone": float(last["outside_backbone_ms_p50"])
+        / max(float(last["backbone_ms_p50"]), 1e-9),
         "dropped_frames": int(last["dropped_frames"]),
         "objects": args.objects,
         "parameters": node_parameters,

@@ -181,6 +181,62 @@ def test_no_region_scores_above_its_objects_ceiling_so_skipping_the_check_change
         assert finder.presence(finder.score(grid), grid.features)[1].tolist() == decided
 
 
+def far_objects(count: int, features: np.ndarray, first_id: int, seed: int = 0) -> list[SnapshotObject]:
+    """Objects absent from the frame of ``features``: weights towards one of its patches, bias 2 logits
+    below that patch's score (as benchmark_core's scaling memory)."""
+    rng = np.random.default_rng(seed)
+    flat = features.reshape(-1, features.shape[-1])
+    objects = []
+    for i in range(count):
+        w = flat[rng.integers(len(flat))] - flat.mean(0)
+        w = (w / np.linalg.norm(w) * 4.0).astype(np.float32)
+        classifier = ObjectClassifier(w, float(-(flat @ w).max() - 2.0), 0.0, 0.6, w[None] / 4.0, 0.9)
+        objects.append(SnapshotObject(first_id + i, f"far {i}", 1, 20, 70, classifier))
+    return objects
+
+
+def test_the_cascade_skips_far_objects_and_changes_no_decision(taught):
+    """With many objects, those whose block bound cannot reach their gate are not scored patch by patch;
+    the labels and instances are those of scoring every object, frame after frame (hysteresis and tracking
+    on), and the cascade pauses where it skips too little to pay."""
+    from dataclasses import replace
+
+    perception, _, _ = taught
+    frames = [
+        scene({"red_stripes": (200, 30, 80, 70)}, seed=5)[0],
+        scene({"red_stripes": (190, 40, 80, 70), "blue_dots": (20, 150, 40, 40)}, seed=6)[0],
+        scene({"green_checker": (100, 60, 90, 90)}, seed=7)[0],
+        scene({"red_stripes": (20, 150, 30, 25), "blue_dots": (150, 40, 20, 20)}, seed=8)[0],
+    ]
+    grids = [perception.encode(rgb).grid for rgb in frames]
+    snapshot = perception.snapshot()
+    far = far_objects(300, grids[0].features.numpy(), first_id=10)
+    model = ObjectModel(replace(snapshot, objects=snapshot.objects + tuple(far)))
+    cascade, reference = InstanceFinder(model), InstanceFinder(model)
+    cascade.cascade_min_objects, reference.cascade_min_objects = 0, 10**9
+    skipped, found = [], []
+    for rgb, grid in zip(frames, grids, strict=True):
+        a, b = cascade.find(grid, rgb), reference.find(grid, rgb)
+        skipped.append(cascade.cascade_skipped)
+        found.append({i.object_id for i in a.instances})
+        assert reference.cascade_skipped == 0
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert [(i.object_id, i.box_xywh, i.area) for i in a.instances] == [
+            (i.object_id, i.box_xywh, i.area) for i in b.instances
+        ]  # the same objects, boxes, areas; scores to float rounding (a product over fewer rows)
+        np.testing.assert_allclose([i.score for i in a.instances], [i.score for i in b.instances], atol=1e-6)
+    assert 1 in found[0] and 1 in found[1]  # the taught red object is found where it shows large
+    assert max(skipped) >= 250 and min(skipped) > 0
+    # Look-alike objects (all near their gates on this frame): nothing to skip, so it pauses.
+    near = [replace(o, object_id=20 + k) for k, o in enumerate(snapshot.objects[:1] * 300)]
+    alike = InstanceFinder(ObjectModel(replace(snapshot, objects=tuple(near))))
+    alike.cascade_min_objects = 0
+    alike.find(grids[0], frames[0])
+    assert alike.cascade_skipped == 0 and alike.cascade_pause == inference.CASCADE_PAUSE_FRAMES
+    alike.find(grids[0], frames[0])
+    assert alike.cascade_pause == inference.CASCADE_PAUSE_FRAMES - 1
+
+
 def test_forget_and_rename(taught):
     perception, red, blue = taught
     perception.rename(blue.object_id, "blue crate")

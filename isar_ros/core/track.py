@@ -42,9 +42,11 @@ class RegionTrack:
     def expect(self, ids: np.ndarray, grid_shape: tuple[int, int]) -> dict[int, Expectation]:
         """Per object index into ``ids`` found surely in the previous frame: its region grown by the reach."""
         result: dict[int, Expectation] = {}
-        for j, object_id in enumerate(ids.tolist()):
-            region = self.regions.get(int(object_id))
-            if region is None or region.shape != grid_shape:
+        if not self.regions:
+            return result
+        for j in np.flatnonzero(np.isin(ids, list(self.regions))).tolist():  # not a loop over every object
+            region = self.regions[int(ids[j])]
+            if region.shape != grid_shape:
                 continue  # not seen, or the stream changed resolution
             reach = max(MIN_REACH, int(round(REACH_FRACTION * np.sqrt(np.count_nonzero(region)))))
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))

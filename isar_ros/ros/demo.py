@@ -52,6 +52,7 @@ class DemoClient:
         self.lock = threading.Lock()
         self.recording: dict[tuple[int, int], tuple[np.ndarray, int, float]] | None = None
         self.inference_memory_version = -1
+        self.instances_readers = 0  # subscriptions the inference node's instances publisher has matched
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(InstanceSegmentation, INSTANCES_TOPIC, self.on_instances, reliable)
         self.node.create_subscription(DiagnosticStatus, "/isar_inference/status", self.on_status, 10)
@@ -75,6 +76,7 @@ class DemoClient:
     def on_status(self, msg) -> None:
         values = {kv.key: kv.value for kv in msg.values}
         self.inference_memory_version = int(values.get("memory_version", -1))
+        self.instances_readers = int(values.get("instances_subscribers", 0))
 
     def call(self, client, request, timeout: float = 60.0):
         from isar_ros.ros import services
@@ -106,11 +108,18 @@ class DemoClient:
                 )
             time.sleep(0.05)
 
-    def wait_for_subscribers(self, topic: str, count: int, timeout: float = 30.0) -> None:
+    def wait_for_instances_readers(self, count: int, timeout: float = 30.0) -> None:
+        """Until the inference node's instances publisher has matched ``count`` subscriptions (its status
+        says so). This process seeing a new subscriber is not enough: the publisher discovers it on its own
+        time, and what it sends before that is lost to that subscriber (a recorder saw none of a fast
+        scene's answers)."""
         deadline = time.monotonic() + timeout
-        while self.node.count_subscribers(topic) < count:
+        while self.instances_readers < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {count} subscribers on {topic} after {timeout:.0f} s")
+                raise TimeoutError(
+                    f"the inference node's {INSTANCES_TOPIC} reached {self.instances_readers} of {count} "
+                    f"subscribers after {timeout:.0f} s"
+                )
             time.sleep(0.05)
 
     def start_recording(self) -> None:
@@ -231,7 +240,7 @@ def run_demo(
                                 ],
                                 name=f"record_{mode}_{task.name}_{scene.name}",
                             )
-                            client.wait_for_subscribers(INSTANCES_TOPIC, 2)  # this process and the recorder
+                            client.wait_for_instances_readers(2)  # this process and the recorder
                         client.start_recording()
                         bridge = graph.start(
                             NodeSpec(

@@ -169,6 +169,10 @@ class InferenceNode(ManagedNode):
         )
         self.latency = LatencyMeter(window_s=WINDOW_S)
         self.locate_ms = LatencyMeter(window_s=WINDOW_S)
+        # Per frame: the backbone, and the node's own work beside it (the image's conversion, the finder,
+        # pictures, publications; waiting for depth not counted).
+        self.backbone_ms = LatencyMeter(window_s=WINDOW_S)
+        self.outside_ms = LatencyMeter(window_s=WINDOW_S)
         self.instances_pub = self.create_lifecycle_publisher(
             InstanceSegmentation, topics.INSTANCES, qos.OUTPUTS
         )
@@ -349,9 +353,14 @@ class InferenceNode(ManagedNode):
             self._guarded(self._publish, *extracted)
             self._pacer.done(time.monotonic())
 
-    def _extract(self, msg: Image, arrived: float) -> tuple[Image, float, Any, Any]:
+    def _extract(self, msg: Image, arrived: float) -> tuple[Image, float, Any, Any, float]:
+        """The image as RGB and its features; the seconds its conversion took."""
+        start = time.perf_counter()
         rgb = self.camera_rgb(msg)
-        return msg, arrived, rgb, self.backbone.extract(rgb)
+        converted = time.perf_counter()
+        grid = self.backbone.extract(rgb)
+        self.backbone_ms.add((time.perf_counter() - converted) * 1000)
+        return msg, arrived, rgb, grid, converted - start
 
     def _skipped(self, problem: str) -> None:
         self.bad_frames += 1
@@ -359,12 +368,13 @@ class InferenceNode(ManagedNode):
         self.last_problem = problem
         self.get_logger().error(problem, throttle_duration_sec=2.0)
 
-    def _publish(self, msg: Image, arrived: float, rgb: Any, grid: Any) -> None:
+    def _publish(self, msg: Image, arrived: float, rgb: Any, grid: Any, conversion_s: float) -> None:
         if self._pending_model is not None:  # a new memory is swapped in between two frames
             self.finder.set_model(self._pending_model)
             self._pending_model = None
         # depth, camera_info, pose of this image's stamp: those being published may still be on their way
         parts = self.frames.wait_for(stamp_of(msg.header), self.params.values["geometry_wait_s"])
+        start = time.perf_counter()
         geometry, world_frame = self._geometry(msg, parts)
         segmentation = self.finder.find(grid, rgb, geometry)
         if geometry is not None:
@@ -389,6 +399,7 @@ class InferenceNode(ManagedNode):
             info = copy.copy(info)  # the received message may be kept in the buffer: restamp a copy
             info.header = msg.header
             self.info_pub.publish(info)
+        self.outside_ms.add((conversion_s + time.perf_counter() - start) * 1000)
         self.output_rate.tick()
         self.latency.add((time.monotonic() - arrived) * 1000)
 
@@ -471,6 +482,10 @@ class InferenceNode(ManagedNode):
             "device": str(self.backbone.device),
             "backbone": self.backbone.backbone_id,
             "locate_ms_p50": f"{self.locate_ms.percentiles(50)[0]:.1f}",
+            "backbone_ms_p50": f"{self.backbone_ms.percentiles(50)[0]:.1f}",
+            "outside_backbone_ms_p50": f"{self.outside_ms.percentiles(50)[0]:.1f}",
+            # subscriptions the instances publisher has matched (what a recorder can wait for)
+            "instances_subscribers": str(self.instances_pub.get_subscription_count()),
         }
         status = DiagnosticStatus(
             level=level,
