@@ -129,6 +129,9 @@ class InferenceNode(ManagedNode):
         self._running = False
         self._image_subscription: Any = None
         self.workers: list[threading.Thread] = []
+        self._wake = (
+            threading.Condition()
+        )  # here, not in configure: stopping after a failed configure uses it
         # pipeline: a frame whose features are computed, waiting for the publishing worker (one slot)
         self._handoff: tuple[Image, float, Any, Any] | None = None
 
@@ -155,7 +158,6 @@ class InferenceNode(ManagedNode):
         )
         self._pending_model: ObjectModel | None = None
         self._mailbox: tuple[Image, float] | None = None
-        self._wake = threading.Condition()
         self.dropped = self.bad_frames = 0
         self.last_problem = ""
         self.memory_received = False

@@ -4,6 +4,7 @@ shutdown."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 import rclpy
@@ -11,6 +12,21 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 
 from isar_ros.errors import UserError
+
+SHUTDOWN_GRACE_S = 1.0
+
+
+def _shutting_down() -> bool:
+    """Whether rclpy's context is shutting down. rclpy shuts it down from its own signal-handling thread,
+    so the error a signal causes inside ``spin`` can come a moment before ``rclpy.ok()`` turns false (a
+    Ctrl-C test saw exactly that): wait up to ``SHUTDOWN_GRACE_S`` for it. A bug while running leaves the
+    context up, and is raised after that wait."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    while rclpy.ok():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def run_node(
@@ -45,7 +61,7 @@ def run_node(
         print(text, file=sys.stderr, flush=True)
         code = 2
     except Exception:
-        if rclpy.ok():
+        if not _shutting_down():
             raise  # a bug while running: the traceback and a non-zero exit code
         # SIGINT / SIGTERM shut the context down while the executor was taking a message (rclpy then
         # raises from inside spin, e.g. "Unable to convert call argument"): the node was stopping anyway.
