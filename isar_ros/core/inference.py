@@ -229,6 +229,12 @@ def _block_extremes(high: torch.Tensor, low: torch.Tensor, size: int) -> tuple[t
     return result[0], result[1]
 
 
+def _lowered(threshold: np.ndarray, fraction: float | np.ndarray) -> np.ndarray:
+    """``threshold`` moved down by ``fraction`` of its size (up for a negative fraction): how hysteresis and
+    expectations relax or raise a presence threshold, whatever its sign."""
+    return threshold - fraction * np.abs(threshold)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -385,11 +391,17 @@ class InstanceFinder:
     def _lowest_gates(self) -> np.ndarray:
         """Per object, the lowest presence gate :meth:`presence` can set this frame (seen last frame and
         expected somewhere, with the stronger of the two expectations' weights)."""
-        threshold = self.model.presence_logit + self.config.presence_offset
+        threshold = self._thresholds()
         if self.config.temporal:
-            threshold = threshold - self.config.hysteresis * np.abs(threshold)
-        weight = max(self.config.pose_prior_weight, self.config.track_weight)
-        return threshold - weight * np.abs(threshold)
+            threshold = _lowered(threshold, self.config.hysteresis)
+        return _lowered(threshold, max(self.config.pose_prior_weight, self.config.track_weight))
+
+    def _thresholds(self) -> np.ndarray:
+        """Per object, its presence threshold as a logit (the prototype matcher's logits are relative to
+        its own threshold already), with the operator's offset."""
+        svm = self.config.matcher == "svm"
+        base = self.model.presence_logit if svm else np.zeros(len(self.model))
+        return base + self.config.presence_offset
 
     def presence(
         self,
@@ -416,18 +428,16 @@ class InstanceFinder:
         NaN for the others.
         """
         k = len(self.model)
-        svm = self.config.matcher == "svm"  # the prototype matcher's logits are relative to its threshold
-        threshold = (self.model.presence_logit if svm else np.zeros(k)) + self.config.presence_offset
+        threshold = self._thresholds()
         if self.config.temporal:
             was = np.isin(self.model.ids, list(self._previously_present))
-            threshold[was] -= self.config.hysteresis * np.abs(threshold[was])
+            threshold[was] = _lowered(threshold[was], self.config.hysteresis)
         threshold_before_priors = threshold.copy()
         expected = expected or {}
         weight = np.full(k, self.config.pose_prior_weight)
         for index, w in (weights or {}).items():
             weight[index] = w
-        shift = weight * np.abs(threshold)
-        lower, higher = threshold - shift, threshold + shift
+        lower, higher = _lowered(threshold, weight), _lowered(threshold, -weight)
         gate = threshold.copy()
         visible = [j for j, e in expected.items() if e.near is not None]
         gate[visible] = lower[visible]

@@ -78,7 +78,7 @@ class Quantized:
     calibration_images: int
     check_images: int
     seconds: float
-    min_cosine: float  # over every patch of the check images
+    min_cosine: float  # over every patch of the check images (NaN without check images)
     mean_cosine: float
 
 
@@ -355,7 +355,7 @@ class Dinov2Backbone(Backbone):
             reference = F.normalize(self.model.forward_features(x)[0].float(), dim=-1)
             quantized = F.normalize(self.openvino(x, int8)[0].float(), dim=-1)
             cosines.append((reference * quantized).sum(-1).flatten())
-        agreement = torch.cat(cosines) if cosines else torch.ones(1)
+        agreement = torch.cat(cosines) if cosines else torch.full((1,), float("nan"))  # nothing checked
         return Quantized(
             path, len(calibration), len(check), seconds, float(agreement.min()), float(agreement.mean())
         )

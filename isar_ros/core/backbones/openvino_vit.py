@@ -148,9 +148,7 @@ class OpenVinoVit:
                 if not path.is_file():
                     raise ConfigurationError(self._quantize_first(f"a {width}x{height} network input"))
             else:
-                path = self.ir_path(height, width)
-                if not path.is_file():
-                    self._export(path, height, width)
+                path = self._exported(height, width)
             self.compiled[key] = self.load(path, self.precision)
         return self.compiled[key]
 
@@ -170,9 +168,7 @@ class OpenVinoVit:
         height, width = (int(n) for n in inputs[0].shape[2:])
         if any(tuple(x.shape) != (1, 3, height, width) for x in inputs):
             raise InvalidInput(f"calibration inputs must all be 1 x 3 x {height} x {width}")
-        source = self.ir_path(height, width)
-        if not source.is_file():
-            self._export(source, height, width)
+        source = self._exported(height, width)
         smoothing = AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
         quantized = nncf.quantize(
             self.core.read_model(str(source)),
@@ -184,6 +180,13 @@ class OpenVinoVit:
         path = self.int8_path(height, width)
         self._save(quantized, path)
         self.compiled.pop((height, width), None)  # a new calibration replaces the one in use
+        return path
+
+    def _exported(self, height: int, width: int) -> Path:
+        """The float network's IR for this input size, exported on first use."""
+        path = self.ir_path(height, width)
+        if not path.is_file():
+            self._export(path, height, width)
         return path
 
     def _export(self, path: Path, height: int, width: int) -> None:
