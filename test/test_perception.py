@@ -91,6 +91,47 @@ def test_a_click_alone_finds_small_and_large_objects():
         assert iou(mask, masks[name]) > 0.8, name
 
 
+def test_refining_a_coarse_mask_snaps_it_to_the_objects_edges():
+    """`refine: grabcut`: a found mask is patch-coarse (here a disc seen through 16 px cells, taking in
+    background at its rim and missing some of its edge); refining it gives the disc's own outline.
+    An empty mask stays empty; on a flat image (nothing to separate) the result stays inside the
+    mask."""
+    rgb, _ = scene({}, seed=3)
+    disc = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.circle(disc, (150, 110), 45, 1, -1)
+    rgb[disc > 0] = (200, 40, 40)
+    disc = disc.astype(bool)
+    cells = cv2.resize(disc.astype(np.float32), (20, 15), interpolation=cv2.INTER_AREA) > 0.4
+    coarse = cv2.resize(cells.astype(np.uint8), (320, 240), interpolation=cv2.INTER_NEAREST).astype(bool)
+    predictor = GrabCutPredictor()
+    predictor.set_image(rgb)
+    refined = predictor.refine(coarse)
+    assert iou(coarse, disc) < 0.9 and iou(refined, disc) > 0.95
+    empty = np.zeros_like(coarse)
+    assert not predictor.refine(empty).any()
+    for y, x in ((0, 0), (239, 319), (120, 160)):  # one pixel, in a corner or not: a mask, no error
+        dot = np.zeros_like(coarse)
+        dot[y, x] = True
+        assert predictor.refine(dot, cell=8.0).any()
+    predictor.set_image(np.full_like(rgb, 120))
+    flat = predictor.refine(coarse)
+    assert flat.any() and not (flat & ~coarse).any()
+
+
+def test_refine_grabcut_publishes_masks_closer_to_the_object(taught):
+    perception, _, _ = taught
+    rgb, masks = scene({"red_stripes": (200, 30, 80, 70)}, seed=5)
+    grid = perception.encode(rgb).grid
+    plain = InstanceFinder(perception.finder.model, InferenceConfig(refine="none")).find(grid, rgb)
+    refined = InstanceFinder(perception.finder.model, InferenceConfig(refine="grabcut")).find(grid, rgb)
+    assert "refinement" in refined.timings_ms and "refinement" not in plain.timings_ms
+    assert [i.object_id for i in refined.instances] == [i.object_id for i in plain.instances] == [1]
+    truth = masks["red_stripes"]
+    assert iou(refined.labels == 1, truth) > max(iou(plain.labels == 1, truth), 0.9)
+    (instance,) = refined.instances
+    assert instance.area == (refined.labels == 1).sum()
+
+
 def test_taught_objects_are_found_elsewhere_and_absent_ones_not_painted(taught):
     perception, red, blue = taught
     assert (red.object_id, blue.object_id) == (1, 2)
@@ -254,6 +295,26 @@ def test_multi_shot_adds_exemplars_to_the_same_object(taught):
         [(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id
     )
     assert result.object_id == red.object_id and perception.memory.objects[red.object_id].num_exemplars == 2
+
+
+def test_an_object_taught_from_one_view_needs_a_lower_share_of_its_positive_score(taught):
+    """One view's positives overstate what other views of it score: its presence threshold is
+    `presence_fraction_one_view` (0.5) of its median positive logit; from the second view on,
+    `presence_fraction` (0.6)."""
+    perception, red, _ = taught
+    config = perception.config.memory
+    assert config.presence_fraction_one_view < config.presence_fraction
+
+    def threshold_share() -> float:
+        taught_object = perception.memory.objects[red.object_id]
+        c = taught_object.classifier
+        median = float(np.median(taught_object.exemplars.positives @ c.weights + c.bias))
+        return float(np.log(c.presence_threshold / (1 - c.presence_threshold))) / median
+
+    assert threshold_share() == pytest.approx(config.presence_fraction_one_view, rel=1e-4)
+    rgb, masks = scene({"red_stripes": (150, 100, 60, 50)}, seed=9)
+    perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id)
+    assert threshold_share() == pytest.approx(config.presence_fraction, rel=1e-4)
 
 
 def test_what_an_object_keeps_for_refits_is_bounded():

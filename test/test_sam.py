@@ -72,7 +72,9 @@ def test_refine_sam_changes_the_masks_that_inference_publishes():
 
     torch.manual_seed(0)
     refiner = SamMaskPredictor(build_sam_model(**TINY))
-    plain = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    plain = Perception(
+        PerceptionConfig(mask_predictor="grabcut", device="cpu", inference=InferenceConfig(refine="none"))
+    )
     refined = Perception(
         PerceptionConfig(mask_predictor="grabcut", device="cpu", inference=InferenceConfig(refine="sam")),
         refiner=refiner,

@@ -19,7 +19,9 @@ Per frame (:meth:`InstanceFinder.find`):
    those larger than ``min_component_fraction`` of the largest, as ISAR does), the margin maps
    upsampled to the image (bilinear, optionally edge-aware with a guided filter on the image), and
    every pixel given to the object with the highest positive margin, so each pixel has at most one;
-4. optional *refinement* by a mask predictor (SAM) prompted from each object's score peak and box;
+4. *refinement* (``refine``): each found mask snapped to the object's colour edges by GrabCut seeded
+   with it (the default; :meth:`~isar_ros.core.prompt_mask.GrabCutPredictor.refine`), or SAM prompted
+   from the mask's centre and box;
 5. with a frame's :class:`~isar_ros.core.geometry.FrameGeometry` (depth, intrinsics, camera pose):
    masks optionally trimmed to each object's depth band (``depth_trim``), every instance located in
    3-D (:mod:`isar_ros.core.locate`), and, with ``pose_prior``, each object expected where it was last
@@ -49,7 +51,7 @@ from isar_ros.core.geometry import FrameGeometry
 from isar_ros.core.locate import locate_instances, trim_to_depth
 from isar_ros.core.memory_snapshot import MemorySnapshot
 from isar_ros.core.pose_prior import Expectation, PosePrior
-from isar_ros.core.prompt_mask import MaskPredictor, Prompt
+from isar_ros.core.prompt_mask import GrabCutPredictor, MaskPredictor
 from isar_ros.core.regions import components_near_largest
 from isar_ros.core.segmentation import Instance, Segmentation
 from isar_ros.core.track import RegionTrack
@@ -139,16 +141,17 @@ class InferenceConfig:
         high=1.0,
     )
     refine: str = setting(
-        "none",
-        "none, or sam: refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
-        choices=("none", "sam"),
+        "grabcut",
+        "none; grabcut: snap each found mask to the object's colour edges (GrabCut seeded by it); sam: "
+        "refine each found mask with SAM prompted from it (needs a SAM checkpoint)",
+        choices=("none", "grabcut", "sam"),
     )
 
     def __post_init__(self) -> None:
         if self.matcher not in ("svm", "prototype"):
             raise ConfigurationError(f"matcher must be 'svm' or 'prototype', not {self.matcher!r}")
-        if self.refine not in ("none", "sam"):
-            raise ConfigurationError(f"refine must be 'none' or 'sam', not {self.refine!r}")
+        if self.refine not in ("none", "grabcut", "sam"):
+            raise ConfigurationError(f"refine must be 'none', 'grabcut' or 'sam', not {self.refine!r}")
 
 
 COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judged on the best region
@@ -307,6 +310,8 @@ class InstanceFinder:
                 "refine: sam needs a SAM mask predictor; give the finder one "
                 "(Perception does this when a SAM checkpoint is found)"
             )
+        if self.config.refine == "grabcut" and refiner is None:
+            refiner = GrabCutPredictor()
         self.refiner = refiner
         self.model = model
         self._previously_present: set[int] = set()
@@ -601,9 +606,10 @@ class InstanceFinder:
         start = time.perf_counter()
         labels, instances = self._masks(grid, scores, probability, present, rgb)
         timings["postprocess"] = (time.perf_counter() - start) * 1000
-        if self.config.refine == "sam" and self.refiner is not None and instances and rgb is not None:
+        if self.config.refine != "none" and self.refiner is not None and instances and rgb is not None:
             start = time.perf_counter()
-            labels, instances = self._refine(rgb, labels, instances)
+            cell = max(width / grid.features.shape[1], height / grid.features.shape[0])
+            labels, instances = self._refine(rgb, labels, instances, cell)
             timings["refinement"] = (time.perf_counter() - start) * 1000
         segmentation = Segmentation(labels, instances, timings, self.model.version)
         if geometry is not None:
@@ -730,35 +736,23 @@ class InstanceFinder:
         return result
 
     def _refine(
-        self, rgb: np.ndarray, labels: np.ndarray, instances: list[Instance]
+        self, rgb: np.ndarray, labels: np.ndarray, instances: list[Instance], cell: float
     ) -> tuple[np.ndarray, list[Instance]]:
+        """Each instance's mask refined by the mask predictor (where two refined masks overlap, the
+        earlier instance keeps the pixels); instances whose refined mask is empty are dropped."""
         assert self.refiner is not None
         self.refiner.set_image(rgb)
         refined = np.zeros_like(labels)
         for instance in instances:
-            mask = labels == instance.object_id
-            ys, xs = np.nonzero(mask)
-            centre = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
-            x, y, w, h = instance.box_xywh
-            prompt = Prompt(
-                np.array([[xs[centre], ys[centre]]], np.float32),
-                np.array([1]),
-                np.array([x, y, x + w - 1, y + h - 1], np.float32),
-            )
-            better = self.refiner.predict(prompt)
+            better = self.refiner.refine(labels == instance.object_id, cell)
             refined[better & (refined == 0)] = instance.object_id
         kept = []
         for instance in instances:
             mask = refined == instance.object_id
             if mask.any():
-                ys, xs = np.nonzero(mask)
-                instance.box_xywh = (
-                    int(xs.min()),
-                    int(ys.min()),
-                    int(xs.max() - xs.min() + 1),
-                    int(ys.max() - ys.min() + 1),
-                )
-                instance.area = int(mask.sum())
+                x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+                instance.box_xywh = (int(x), int(y), int(w), int(h))
+                instance.area = int(np.count_nonzero(mask))
                 kept.append(instance)
         return refined, kept
 
