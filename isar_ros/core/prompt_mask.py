@@ -39,6 +39,22 @@ REFINE_CELL = 4.0
 REFINE_CORE = 0.6
 
 
+def _crop_window(
+    box: Sequence[float] | np.ndarray, margin: float, shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The inclusive pixel box (x0, y0, x1, y1) GrabCut works in: ``box`` grown by ``margin`` of its size
+    and 4 px on every side, clipped to an image of ``shape`` (rows, cols)."""
+    x0, y0, x1, y1 = box
+    height, width = shape
+    pad_x, pad_y = (x1 - x0 + 1) * margin + 4, (y1 - y0 + 1) * margin + 4
+    return (
+        int(max(x0 - pad_x, 0)),
+        int(max(y0 - pad_y, 0)),
+        int(min(x1 + pad_x, width - 1)),
+        int(min(y1 + pad_y, height - 1)),
+    )
+
+
 class PromptError(InvalidInput):
     """A prompt that cannot be used; the message says what is wrong and what to do."""
 
@@ -240,9 +256,7 @@ class GrabCutPredictor(MaskPredictor):
         height, width = self.image.shape[:2]
         positives = points[labels == POSITIVE]
         x0, y0, x1, y1 = box
-        pad_x, pad_y = (x1 - x0 + 1) * self.margin + 4, (y1 - y0 + 1) * self.margin + 4
-        cx0, cy0 = int(max(x0 - pad_x, 0)), int(max(y0 - pad_y, 0))
-        cx1, cy1 = int(min(x1 + pad_x, width - 1)), int(min(y1 + pad_y, height - 1))
+        cx0, cy0, cx1, cy1 = _crop_window(box, self.margin, (height, width))
         crop = self.image[cy0 : cy1 + 1, cx0 : cx1 + 1]
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
         small = (
@@ -302,10 +316,8 @@ class GrabCutPredictor(MaskPredictor):
         rows, cols = np.nonzero(mask)
         if len(rows) == 0:
             return mask
-        y0, y1, x0, x1 = rows.min(), rows.max(), cols.min(), cols.max()
-        pad_x, pad_y = (x1 - x0 + 1) * REFINE_MARGIN + 4, (y1 - y0 + 1) * REFINE_MARGIN + 4
-        cx0, cy0 = int(max(x0 - pad_x, 0)), int(max(y0 - pad_y, 0))
-        cx1, cy1 = int(min(x1 + pad_x, width - 1)), int(min(y1 + pad_y, height - 1))
+        box = (cols.min(), rows.min(), cols.max(), rows.max())
+        cx0, cy0, cx1, cy1 = _crop_window(box, REFINE_MARGIN, (height, width))
         crop = self.image[cy0 : cy1 + 1, cx0 : cx1 + 1]
         inside: np.ndarray = mask[cy0 : cy1 + 1, cx0 : cx1 + 1].astype(np.uint8)
         scale = min(1.0, REFINE_MAX_SIDE / max(crop.shape[:2]), REFINE_CELL / max(cell, 1e-6))

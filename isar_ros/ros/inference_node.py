@@ -129,9 +129,8 @@ class InferenceNode(ManagedNode):
         self._running = False
         self._image_subscription: Any = None
         self.workers: list[threading.Thread] = []
-        self._wake = (
-            threading.Condition()
-        )  # here, not in configure: stopping after a failed configure uses it
+        # Made here, not in configure: stopping after a failed configure uses it.
+        self._wake = threading.Condition()
         # pipeline: a frame whose features are computed, waiting for the publishing worker (one slot)
         self._handoff: tuple[Image, float, Any, Any] | None = None
 
