@@ -1,7 +1,8 @@
 """Why is an object missed, or reported when absent? Presence and mask quality apart, per data set.
 
     .venv/bin/python scripts/presence_probe.py data/eval/synthetic-default-s0 data/eval/davis2016-dev \
-        [--option presence_offset=0.3] [--backbone-option stride=8 --backbone-option context=3] [--jobs 2]
+        [--option presence_offset=0.3] [--backbone-option stride=8 --backbone-option context=3] [--jobs 2] \
+        [--by-size]
 
 For every test frame and every tracked object of each ISAR-layout data set (single- and multi-shot):
 
@@ -11,6 +12,9 @@ For every test frame and every tracked object of each ISAR-layout data set (sing
 * false det. not visible / visible: the share of frames without the object in which it is reported,
   and of frames with it in which its mask is a false detection (the metric's own rule,
   :func:`isar_ros.isar.metric.score_frame`).
+
+`--by-size` adds the recall of each data set's visible objects binned by the share of the frame their
+ground truth covers (an object lost whenever it is large, or small, shows there).
 
 A development tool (printed numbers, no files): it separates the presence decision from the masks,
 which the suite's mIoU mixes. `--backbone-option` values are parsed as JSON where they can be
@@ -37,6 +41,7 @@ from isar_ros.isar.dataset import MODES, IsarDataset  # noqa: E402
 from isar_ros.isar.metric import score_frame  # noqa: E402
 
 FIELDS = ("recall", "iou_found", "iou", "false_not_visible", "false_visible")
+SIZE_BINS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 1.0)  # share of the frame covered by the object
 
 
 def key_values(pairs: list[str], parse_json: bool) -> dict:
@@ -65,6 +70,7 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
         visible = found = absent = reported_absent = missed = 0
         iou_found: list[float] = []
         iou_all: list[float] = []
+        sizes: list[tuple[float, bool]] = []  # (share of the frame, reported) per visible object and frame
         for task in dataset.tasks:
             method.train(task, mode)
             for scene in task.test_scenes:
@@ -82,6 +88,7 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
                         visible += 1
                         iou_all.append(score.iou)
                         missed += score.false_detection
+                        sizes.append((float(np.mean(truth == object_id)), bool(predicted.any())))
                         if predicted.any():
                             found += 1
                             iou_found.append(score.iou)
@@ -91,8 +98,20 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
             "iou": float(np.mean(iou_all)) if iou_all else 0.0,
             "false_not_visible": reported_absent / max(absent, 1),
             "false_visible": missed / max(visible, 1),
+            "by_size": recall_by_size(sizes),
         }
     return Path(path).name, result
+
+
+def recall_by_size(sizes: list[tuple[float, bool]]) -> list[tuple[int, float]]:
+    """(frames, recall) per :data:`SIZE_BINS` bin of (share of the frame, reported) pairs."""
+    share = np.array([s for s, _ in sizes])
+    reported = np.array([r for _, r in sizes], bool)
+    result = []
+    for low, high in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True):
+        inside = (share >= low) & (share < high)
+        result.append((int(inside.sum()), float(reported[inside].mean()) if inside.any() else float("nan")))
+    return result
 
 
 def main() -> int:
@@ -103,6 +122,9 @@ def main() -> int:
         "--backbone-option", action="append", default=[], help="backbone constructor argument key=value"
     )
     parser.add_argument("--jobs", type=int, default=2, help="data sets probed in parallel")
+    parser.add_argument(
+        "--by-size", action="store_true", help="also the recall by the object's share of the frame"
+    )
     args = parser.parse_args()
     options = key_values(args.option, parse_json=False)
     backbone_options = key_values(args.backbone_option, parse_json=True)
@@ -114,6 +136,15 @@ def main() -> int:
     for name, result in results:
         cells = [" ".join(f"{result[mode][f]:.3f}" for f in FIELDS) for mode in MODES]
         print(f"{name:28s} {' | '.join(cells)}")
+    if args.by_size:
+        bins = ", ".join(
+            f"{100 * a:g}-{100 * b:g} %" for a, b in zip(SIZE_BINS[:-1], SIZE_BINS[1:], strict=True)
+        )
+        print(f"recall by the object's share of the frame ({bins}; frames in brackets)")
+        for name, result in results:
+            for mode in MODES:
+                cells = " ".join(f"{r:.2f} ({n})" for n, r in result[mode]["by_size"])
+                print(f"{name:28s} {mode:12s} {cells}")
     for mode in MODES:
         means = {f: float(np.mean([r[mode][f] for _, r in results])) for f in FIELDS}
         worst = min(r[mode]["iou"] for _, r in results)

@@ -203,7 +203,7 @@ def test_no_region_scores_above_its_objects_ceiling_so_skipping_the_check_change
         scene({"red_stripes": (200, 30, 80, 70)}, seed=5)[0],
         scene({"red_stripes": (20, 150, 30, 25), "blue_dots": (150, 40, 20, 20)}, seed=6)[0],
         scene({"green_checker": (100, 60, 90, 90)}, seed=7)[0],
-        scene({"blue_dots": (10, 10, 300, 220)}, seed=8)[0],  # far larger than taught: no plausible region
+        scene({"blue_dots": (10, 10, 300, 220)}, seed=8)[0],  # far larger than taught: only its cores count
     ]
     decisions = []
     for rgb in frames:
@@ -211,7 +211,7 @@ def test_no_region_scores_above_its_objects_ceiling_so_skipping_the_check_change
         scores = finder.score(grid)
         _, m, ceiling = finder._top_means(scores, np.full(len(finder.model), -np.inf))
         for j in range(len(finder.model)):
-            _, value, _ = finder._best_region(scores[..., j].numpy(), j, int(m[j]))
+            _, value, _, _ = finder._best_region(scores[..., j].numpy(), j, int(m[j]))
             assert value <= ceiling[j] + 1e-9
             tight += bool(np.isclose(value, ceiling[j]))
         decisions.append(finder.presence(scores, grid.features)[1].tolist())
@@ -444,6 +444,50 @@ def test_a_region_that_scores_high_but_does_not_look_like_the_object_is_not_repo
 
     assert [i.name for i in finder.find(frame(1)).instances] == ["mug"]
     assert finder.find(frame(2)).instances == []
+
+
+def test_an_object_run_into_a_surface_of_its_colours_is_found_by_its_core_and_the_surface_alone_is_not():
+    """Known answer: the classifier fires on feature axis 0 (score 4 x value - 1, presence logit 0.4); the
+    object was taught on 16 patches, so a region of more than 64 (``max_area_factor`` 4) is too large. A
+    4 x 4 object scoring 3 joined to a 10 x 16 surface scoring 0.2 (above the mask threshold, below the
+    presence logit) is one region of 168 patches: its core is the object. The surface alone has no core,
+    and a region too large even at the core level stays refused. A carved core must look like the object
+    more closely than a region standing alone (appearance threshold 0.5 -> 0.5 + 0.7 x 0.5 = 0.85): an
+    object whose mean feature has cosine 0.7 with its appearance passes alone and fails carved."""
+    dim = 3
+    classifier = ObjectClassifier(
+        np.array([4.0, 0.0, 0.0], np.float32),
+        -1.0,
+        0.0,
+        float(1 / (1 + np.exp(-0.4))),
+        np.eye(dim, dtype=np.float32)[:1],
+        0.5,
+        appearance=np.array([1, 0, 0], np.float32),
+        appearance_threshold=0.5,
+    )
+    snapshot = MemorySnapshot(1, "test", dim, (SnapshotObject(1, "mug", 1, 4, 16, classifier),))
+    config = InferenceConfig(temporal=False, edge_aware=False, track=False, refine="none")
+    finder = InstanceFinder(ObjectModel(snapshot), config)
+    assert inference.CARVED_APPEARANCE == 0.7
+
+    def frame(surface: float, object_value: float | None, other: float = 0.0, gap: int = 0) -> FeatureGrid:
+        features = np.zeros((12, 16, dim), np.float32)
+        features[..., 2] = 1.0  # background: scores -1
+        features[2 + gap : 12, :, 2] = 0.0
+        features[2 + gap : 12, :, 0] = surface  # score 4 x surface - 1
+        if object_value is not None:
+            features[0:4, 6:10] = (object_value, 0.0, other)
+        return FeatureGrid(torch.from_numpy(features), (128, 96))
+
+    found = finder.find(frame(0.3, 1.0))  # the object (score 3) on the surface (score 0.2)
+    assert [i.name for i in found.instances] == ["mug"]
+    ys, xs = np.nonzero(found.labels == 1)
+    assert ys.max() < 40 and xs.min() >= 40 and xs.max() < 88  # its 4 x 4 patches (8 px), not the surface
+    assert finder.find(frame(0.3, None)).instances == []  # the surface alone
+    assert finder.find(frame(1.0, 1.0)).instances == []  # all of it scores like the object: a wall, refused
+    unlike = 1.0 / np.tan(np.arccos(0.7))  # axis 2 share giving cosine 0.7 with the appearance
+    assert [i.name for i in finder.find(frame(0.3, 1.0, unlike, gap=3)).instances] == ["mug"]  # alone
+    assert finder.find(frame(0.3, 1.0, unlike)).instances == []  # carved out of the surface
 
 
 def test_a_teach_from_many_frames_gets_the_photometric_variants_in_all_not_per_frame(monkeypatch):

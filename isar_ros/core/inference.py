@@ -12,7 +12,9 @@ Per frame (:meth:`InstanceFinder.find`):
    seen in the previous frame stays on down to the fraction ``hysteresis`` below its threshold). The
    threshold is the object's own: a fraction of its typical positive score (the classifier module),
    so no constant depends on the backbone's scale; the region that passes must also look like the
-   object as a whole (its mean feature close enough to the object's appearance). Objects judged
+   object as a whole (its mean feature close enough to the object's appearance). A region far larger
+   than any taught view is replaced by its cores (where patches alone would pass), which must look
+   like the object more closely (``CARVED_APPEARANCE``). Objects judged
    absent are never painted: the authors' baseline always prompts the global maximum and so paints
    absent objects; this is where we differ most;
 3. *post-processing*, for present objects only - connected components on the patch grid (keep
@@ -92,7 +94,7 @@ class InferenceConfig:
     )
     max_area_factor: float = setting(
         4.0,
-        "regions this many times larger than any taught view are not the object",
+        "regions this many times larger than any taught view are cut to their cores (not the whole object)",
         runtime=True,
         low=1.0,
         high=1000.0,
@@ -156,6 +158,10 @@ class InferenceConfig:
 
 COMPONENT_CHECK = 1.0  # logits below threshold within which presence is re-judged on the best region
 CEILING_TOLERANCE = 1e-9  # logits: a region's mean and its bound are summed in different orders
+# A core carved out of a region too large to be the object (_plausible_regions) must look like it more
+# closely: its appearance threshold moves this share of the way from the object's own threshold to 1 (dev
+# suite: 0.3 / 0.5 kept more false detections than before carving, 0.7 none; docs/evaluation.md).
+CARVED_APPEARANCE = 0.7
 PROTOTYPE_LOGIT_SCALE = 10.0  # cosine similarity above the object's threshold -> logit
 # The block-bound cascade (speed only: the decisions are the same with and without it). With at least
 # CASCADE_MIN_OBJECTS objects, each object's best patch score is first bounded on blocks of patches
@@ -454,7 +460,7 @@ class InstanceFinder:
             if ceiling[j] < (lower[j] if expectation is not None else threshold[j]) - CEILING_TOLERANCE:
                 continue  # none of its regions can pass, even where it is expected: absent, no region needed
             near = expectation.near if expectation is not None else None
-            region, logits[j], at_place = self._best_region(
+            region, logits[j], at_place, carved = self._best_region(
                 scores[..., j].cpu().numpy(), int(j), int(m[j]), near
             )
             if region is not None:
@@ -464,9 +470,10 @@ class InstanceFinder:
             if at_place and near is not None:
                 self._near[int(j)] = near
             if features is not None and region is not None and logits[j] > threshold[j]:
-                unlike[j] = (
-                    self._appearance_cosine(features, region, int(j)) < (self.model.appearance_threshold[j])
-                )
+                needed = self.model.appearance_threshold[j]
+                if carved:  # cut out of a surface of the object's colours: it must look like the object more
+                    needed += CARVED_APPEARANCE * (1.0 - needed)
+                unlike[j] = self._appearance_cosine(features, region, int(j)) < needed
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
         # Only what would pass even when doubted feeds the priors: a recovered weak view or a marginal
@@ -529,36 +536,60 @@ class InstanceFinder:
         mean = inside.to(self.model.device, torch.float32).mean(0)
         return float(mean @ self.model.appearance[j] / mean.norm().clamp_min(1e-6))
 
-    def _plausible_regions(self, score_map: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    def _plausible_regions(self, score_map: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Connected regions above object ``j``'s mask threshold that are not far larger than any taught view.
 
-        Returns (region label image, ids of the plausible regions). A region of more than
-        ``max_area_factor`` times the object's largest taught view is a wall or floor of similar
-        colour, not the object.
+        Returns (region label image, ids of the plausible regions, the first id of a carved core). A region
+        of more than ``max_area_factor`` times the object's largest taught view is not the object as a
+        whole: a wall or floor of its colours, or the object run into one. Such a region is replaced by its
+        cores, the parts where patches alone would pass the presence threshold (:meth:`_core_level`); a
+        core no larger than the limit is a candidate like any region, and must look like the object more
+        closely (``CARVED_APPEARANCE``). Before cores were carved, an object that touched a surface of its
+        colours was lost whole, in every frame it touched it (docs/evaluation.md, "Objects run into surfaces
+        of their colours").
         """
         limit = self._mask_threshold(j)
         count, regions, stats, _ = cv2.connectedComponentsWithStats(
             (score_map > limit).astype(np.uint8), connectivity=8
         )
         largest = self.config.max_area_factor * self.model.max_patches[j]
-        plausible = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= largest) + 1
-        return regions, plausible
+        too_large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] > largest) + 1
+        core = self._core_level(j)
+        if too_large.size and core > limit:
+            # The object run into a surface of its colours, or that surface alone: the region's cores, where
+            # patches score as the object's own views do, stand in for it (each judged like any region).
+            large = np.isin(regions, too_large)
+            inside = large & (score_map > core)
+            _, cores = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
+            regions = np.where(inside, cores + count - 1, np.where(large, 0, regions)).astype(np.int32)
+        areas = np.bincount(regions.ravel(), minlength=regions.max() + 1)[1:]
+        plausible = np.flatnonzero((areas > 0) & (areas <= largest)) + 1
+        return regions, plausible, count
+
+    def _core_level(self, j: int) -> float:
+        """The patch score at which a patch alone would pass object ``j``'s presence threshold (the svm's
+        scores are logits); the mask threshold for the prototype matcher, whose threshold is its own."""
+        limit = self._mask_threshold(j)
+        if self.config.matcher != "svm":
+            return limit
+        return max(limit, float(self.model.presence_logit[j]))
 
     def _best_region(
         self, score_map: np.ndarray, j: int, m: int, near: np.ndarray | None = None
-    ) -> tuple[np.ndarray | None, float, bool]:
+    ) -> tuple[np.ndarray | None, float, bool, bool]:
         """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none), the
-        presence logit judged on it alone, and whether it touches ``near`` (rows x cols bool: where the
-        pose prior expects the object; regions touching it are preferred)."""
+        presence logit judged on it alone, whether it touches ``near`` (rows x cols bool: where the
+        pose prior expects the object; regions touching it are preferred), and whether it is a core carved
+        out of a region too large to be the object (:meth:`_plausible_regions`)."""
         limit = self._mask_threshold(j)
-        regions, plausible = self._plausible_regions(score_map, j)
+        regions, plausible, first_core = self._plausible_regions(score_map, j)
         at_place = False
         if near is not None and plausible.size:
             touching = np.intersect1d(plausible, regions[near])
             at_place = touching.size > 0
             if at_place:
                 plausible = touching
-        region_mask = None
+        region_mask, carved = None, False
         if plausible.size == 0:
             value = limit - 1.0
         else:
@@ -566,14 +597,14 @@ class InstanceFinder:
                 regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1
             )
             region = plausible[int(np.argmax(sums[plausible]))]
-            region_mask = regions == region
+            region_mask, carved = regions == region, region >= first_core
             inside = np.sort(score_map[region_mask])[::-1]
             best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[
                 :m
             ]  # too small: pad at the boundary
             value = float(best.mean())
         value = float(self._as_logits(np.array([value]), np.array([j]))[0])
-        return region_mask, value, at_place
+        return region_mask, value, at_place, carved
 
     def _mask_threshold(self, j: int) -> float:
         return float(self._mask_thresholds(np.array([j]))[0])
@@ -673,7 +704,7 @@ class InstanceFinder:
         margins = selected - thresholds
         keep = np.zeros_like(margins, dtype=bool)
         for j, k in enumerate(chosen):
-            regions, plausible = self._plausible_regions(selected[..., j], int(k))
+            regions, plausible, _ = self._plausible_regions(selected[..., j], int(k))
             if int(k) in self._near:  # the pose prior found it at its place: only regions there
                 plausible = np.intersect1d(plausible, regions[self._near[int(k)]])
             candidate = np.isin(regions, plausible) if self.config.presence else margins[..., j] > 0
