@@ -554,8 +554,8 @@ class InstanceFinder:
         )
         largest = self.config.max_area_factor * self.model.max_patches[j]
         too_large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] > largest) + 1
-        core = self._core_level(j)
-        if too_large.size and core > limit:
+        core = self._core_level(j, limit) if too_large.size else limit
+        if core > limit:
             # The object run into a surface of its colours, or that surface alone: the region's cores, where
             # patches score as the object's own views do, stand in for it (each judged like any region).
             large = np.isin(regions, too_large)
@@ -566,10 +566,10 @@ class InstanceFinder:
         plausible = np.flatnonzero((areas > 0) & (areas <= largest)) + 1
         return regions, plausible, count
 
-    def _core_level(self, j: int) -> float:
+    def _core_level(self, j: int, limit: float) -> float:
         """The patch score at which a patch alone would pass object ``j``'s presence threshold (the svm's
-        scores are logits); the mask threshold for the prototype matcher, whose threshold is its own."""
-        limit = self._mask_threshold(j)
+        scores are logits), at least its mask threshold ``limit``; ``limit`` for the prototype matcher,
+        whose threshold is its own."""
         if self.config.matcher != "svm":
             return limit
         return max(limit, float(self.model.presence_logit[j]))
