@@ -15,7 +15,7 @@ from isar_ros.core.images import THUMBNAIL_SIDE
 from isar_ros.core.inference import InferenceConfig, InstanceFinder, ObjectModel
 from isar_ros.core.memory_snapshot import MemoryFormatError, MemorySnapshot, ObjectClassifier, SnapshotObject
 from isar_ros.core.memory_store import load_memory
-from isar_ros.core.perception import Perception, PerceptionConfig
+from isar_ros.core.perception import CLOSER_VIEW, Perception, PerceptionConfig, closer_view
 from isar_ros.core.prompt_mask import GrabCutPredictor, Prompt, PromptError
 
 
@@ -358,7 +358,7 @@ def test_a_memory_saved_before_the_appearance_check_loads_with_it_off(taught, tm
     manifest = json.loads(manifest_path.read_text())
     arrays_path = manifest_path.parent / manifest["arrays"]
     with np.load(arrays_path) as stored:
-        arrays = {k: stored[k] for k in stored.files if not k.endswith("_appearance")}
+        arrays = {k: stored[k] for k in stored.files if not k.endswith(("_appearance", "_closer"))}
     np.savez(arrays_path, **arrays)
     for entry in manifest["objects"]:
         del entry["appearance_threshold"]
@@ -366,8 +366,52 @@ def test_a_memory_saved_before_the_appearance_check_loads_with_it_off(taught, tm
     manifest_path.write_text(json.dumps(manifest))
     old = load_memory(tmp_path / "memory")
     assert old.objects[red.object_id].classifier.appearance.size == 0
+    assert old.objects[red.object_id].exemplars.closer is None  # saved before the closer view existed
     model = ObjectModel(old.snapshot())
     assert (model.appearance_threshold < -1).all()  # every region passes: the check is off
+
+
+def test_the_closer_view_is_the_window_around_the_mask_brought_to_the_frame_size():
+    rows, cols = np.mgrid[0:100, 0:200]
+    rgb = np.stack([rows, cols, np.zeros_like(rows)], axis=2).astype(np.uint8)  # each pixel names its place
+    mask = np.zeros((100, 200), bool)
+    mask[45:55, 90:110] = True  # centred on (50, 100)
+    closer, closer_mask = closer_view(rgb, mask, factor=2.0)
+    assert closer.shape == rgb.shape and closer_mask.shape == mask.shape
+    assert tuple(closer[0, 0, :2]) == (25, 50)  # the 50 x 100 window from (25, 50), twice as large
+    ys, xs = np.nonzero(closer_mask)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (40, 59, 80, 119)  # the mask twice as large, centred
+    corner = np.zeros((100, 200), bool)
+    corner[:4, :6] = True  # at the image's corner: the window is moved inside the frame
+    closer, closer_mask = closer_view(rgb, corner, factor=2.0)
+    assert tuple(closer[0, 0, :2]) == (0, 0) and closer_mask[:8, :12].all() and closer_mask.sum() == 8 * 12
+
+
+def test_an_object_taught_from_one_view_also_looks_like_that_view_closer_until_it_has_more(taught, tmp_path):
+    perception, red, blue = taught
+    data = perception.memory.objects[red.object_id].exemplars
+    assert data.closer is not None and data.closer.dtype == np.float32
+    plain = data.positives.mean(axis=0)
+    plain /= np.linalg.norm(plain)
+    blended = plain + data.closer / np.linalg.norm(data.closer)
+    appearance = perception.memory.objects[red.object_id].classifier.appearance
+    np.testing.assert_allclose(appearance, blended / np.linalg.norm(blended), atol=1e-6)
+    assert float(appearance @ plain) < 1 - 1e-4  # the closer view moved it
+    perception.save(tmp_path / "memory")
+    restored = load_memory(tmp_path / "memory")
+    np.testing.assert_array_equal(restored.objects[red.object_id].exemplars.closer, data.closer)
+    rgb, masks = scene({"red_stripes": (150, 100, 60, 50)}, seed=9)
+    perception.teach([(perception.encode(rgb), [box_prompt(masks["red_stripes"])])], object_id=red.object_id)
+    data = perception.memory.objects[red.object_id].exemplars
+    assert data.closer is None  # two views now: they speak for themselves
+    plain = data.positives.mean(axis=0)
+    np.testing.assert_allclose(
+        perception.memory.objects[red.object_id].classifier.appearance,
+        plain / np.linalg.norm(plain),
+        atol=1e-6,
+    )
+    assert perception.memory.objects[blue.object_id].exemplars.closer is not None
+    assert CLOSER_VIEW > 1
 
 
 def test_thumbnails_are_crops_around_the_mask_kept_per_view_and_saved(taught, tmp_path):

@@ -8,7 +8,8 @@ its negatives. From the fit come the thresholds inference uses:
   of its typical (median) positive patch score - and never fall below the SVM boundary;
 * prototypes: k-means centres of the positives (unit length), with a cosine threshold halfway
   between the positives' median similarity and the hardest 1 % of negatives;
-* appearance: the direction of the positives' mean feature, and a cosine threshold
+* appearance: the direction of the positives' mean feature (for an object taught from one view, halfway
+  to its mean feature in that view seen closer: the next sighting may be nearer), and a cosine threshold
   ``APPEARANCE_FRACTION`` of the way from the cosine of the negatives' mean (what the object's
   surroundings look like, pooled) to 1. A region that scores high patch by patch but whose mean
   feature is barely closer to the object than its surroundings are (a patch of similar colour in
@@ -59,8 +60,11 @@ class LinearObjectClassifier:
         self.prototypes = prototypes
         self.random_state = random_state
 
-    def fit(self, positives: np.ndarray, negatives: np.ndarray) -> LinearObjectClassifier:
-        """``positives`` (P, C) and ``negatives`` (Q, C) float32 patch features."""
+    def fit(
+        self, positives: np.ndarray, negatives: np.ndarray, closer: np.ndarray | None = None
+    ) -> LinearObjectClassifier:
+        """``positives`` (P, C) and ``negatives`` (Q, C) float32 patch features; ``closer`` (C,): the mean
+        feature of the object seen closer, which the appearance takes in equally with the positives'."""
         from sklearn.cluster import KMeans
         from sklearn.svm import LinearSVC
 
@@ -89,6 +93,8 @@ class LinearObjectClassifier:
         negative_sim = float(np.quantile((negatives @ self.prototypes_.T).max(axis=1), 0.99))
         self.prototype_threshold_ = _f32(0.5 * (positive_sim + negative_sim))
         self.appearance_ = _unit(positives.mean(axis=0))
+        if closer is not None:
+            self.appearance_ = _unit(self.appearance_ + _unit(closer))
         surroundings = float(self.appearance_ @ _unit(negatives.mean(axis=0)))
         self.appearance_threshold_ = _f32(surroundings + APPEARANCE_FRACTION * (1.0 - surroundings))
         return self

@@ -66,6 +66,10 @@ class ObjectExemplars:
     exemplar_patches: list[int] = field(default_factory=list)  # positive patches per taught view
     num_exemplars: int = 0  # prompted frames (augmented variants not counted)
     thumbnails: list[np.ndarray] = field(default_factory=list)  # small RGB crops of prompted frames
+    # An object taught from one prompted frame: the mean of its positives in that view seen closer (the
+    # teacher's closer_view), which its appearance takes in; None once it has more views, which show it at
+    # several distances (and for memories saved before it existed).
+    closer: np.ndarray | None = None
 
     @property
     def min_patches(self) -> int:
@@ -152,6 +156,10 @@ class InstanceMemory:
             )
         return matches[0]
 
+    def is_new(self, name: str, object_id: int = 0) -> bool:
+        """Whether :meth:`teach` with ``name`` and ``object_id`` would make a new object."""
+        return not object_id and all(o.name != name.strip() for o in self.objects.values())
+
     def _require(self, object_id: int) -> TaughtObject:
         if object_id not in self.objects:
             raise MemoryFormatError(f"no object with id {object_id}; list the objects to see the ids")
@@ -165,6 +173,7 @@ class InstanceMemory:
         object_id: int = 0,
         num_exemplars: int | None = None,
         thumbnails: list[np.ndarray] | None = None,
+        closer: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> int:
         """Teach from ``exemplars``: (features (rows, cols, C) float32 array, mask H x W bool) per view.
 
@@ -172,6 +181,9 @@ class InstanceMemory:
         existing object - gets more exemplars (multi-shot). ``num_exemplars``: how many prompted frames
         these are (fewer than the views when some are augmented variants); default one per view.
         ``thumbnails``: small RGB crops of the prompted frames (the first :data:`MAX_THUMBNAILS` are kept).
+        ``closer``: (features, mask) of a new object's one view seen closer: its surroundings join the
+        negatives (and the background bank) like any view's, the mean of its positives joins the object's
+        appearance while the object has that one view (not its positives: they widen the classifier).
         Returns the object's id. Raises :class:`MemoryFormatError` for unknown ids, bad names or masks
         that cover no patch; the memory is unchanged then.
         """
@@ -191,25 +203,17 @@ class InstanceMemory:
         # not the features: a change in the last bits of a backbone's arithmetic must not redraw the
         # samples (it moved dev mIoU by 0.03 when the seed hashed the feature bytes).
         rng = np.random.default_rng([self.config.seed, content_seed(np.asarray(exemplars[0][1], bool))])
-        positives, negatives, counts = [], [], []
+        positives, negatives = [], []
         for features, mask in exemplars:
-            features = np.asarray(features, np.float32)
-            if features.ndim != 3 or features.shape[2] != self.feature_dim:
-                raise MemoryFormatError(
-                    f"features of shape {features.shape} do not match this memory (dim {self.feature_dim})"
-                )
-            coverage = patch_coverage(mask, (features.shape[1], features.shape[0]))
-            positive = coverage > self.config.positive_coverage
-            if not positive.any():  # a small object: take its best-covered patches
-                best = coverage.max()
-                if best <= 0:
-                    raise MemoryFormatError(
-                        "the mask covers no part of the image; nothing to learn from this prompt"
-                    )
-                positive = coverage >= max(best * 0.6, 0.2)
-            positives.append(features[positive])
-            negatives.append(features[coverage < self.config.negative_coverage])
-            counts.append(int(positive.sum()))
+            inside, outside = self._split(features, mask)
+            positives.append(inside)
+            negatives.append(outside)
+        counts = [len(p) for p in positives]
+        closer_mean = None
+        if closer is not None:
+            closer_positives, closer_negatives = self._split(*closer)
+            closer_mean = closer_positives.mean(axis=0, dtype=np.float32)
+            negatives.append(closer_negatives)
         new_positives = np.concatenate(positives)
         new_negatives = subsample(np.concatenate(negatives), self.config.max_object_negatives, rng)
         if object_id:
@@ -224,8 +228,11 @@ class InstanceMemory:
             object_id = self.next_id
             self.next_id += 1
             data = ObjectExemplars(subsample(new_positives, self.config.max_positives, rng), new_negatives)
+            data.closer = closer_mean
             self.objects[object_id] = TaughtObject(object_id, name, data)
         data.num_exemplars += len(exemplars) if num_exemplars is None else num_exemplars
+        if data.num_exemplars > 1:
+            data.closer = None
         data.exemplar_patches += counts
         room = MAX_THUMBNAILS - len(data.thumbnails)
         data.thumbnails += [np.ascontiguousarray(t, np.uint8) for t in (thumbnails or [])[: max(0, room)]]
@@ -235,6 +242,24 @@ class InstanceMemory:
         self._refit_after_change(object_id, new_positives)
         self.version += 1
         return object_id
+
+    def _split(self, features: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A view's positive and negative patch features, by the share of each patch ``mask`` covers."""
+        features = np.asarray(features, np.float32)
+        if features.ndim != 3 or features.shape[2] != self.feature_dim:
+            raise MemoryFormatError(
+                f"features of shape {features.shape} do not match this memory (dim {self.feature_dim})"
+            )
+        coverage = patch_coverage(mask, (features.shape[1], features.shape[0]))
+        positive = coverage > self.config.positive_coverage
+        if not positive.any():  # a small object: take its best-covered patches
+            best = coverage.max()
+            if best <= 0:
+                raise MemoryFormatError(
+                    "the mask covers no part of the image; nothing to learn from this prompt"
+                )
+            positive = coverage >= max(best * 0.6, 0.2)
+        return features[positive], features[coverage < self.config.negative_coverage]
 
     def forget(self, object_id: int) -> TaughtObject:
         removed = self._require(object_id)
@@ -279,4 +304,4 @@ class InstanceMemory:
             else self.config.presence_fraction
         )
         classifier = LinearObjectClassifier(self.config.svm_c, fraction, self.config.prototypes)
-        obj.classifier = classifier.fit(data.positives, negatives).to_record()
+        obj.classifier = classifier.fit(data.positives, negatives, data.closer).to_record()

@@ -84,6 +84,8 @@ def save_memory(memory: InstanceMemory, directory: str | os.PathLike) -> Path:
             }
         )
         arrays.update({f"{prefix}thumbnail_{k}": t for k, t in enumerate(data.thumbnails)})
+        if data.closer is not None:
+            arrays[prefix + "closer"] = data.closer
         entries.append(
             {
                 "id": o.object_id,
@@ -198,6 +200,8 @@ def load_memory(
                 _typed(entry, "num_exemplars", int),
                 _thumbnails(arrays, entry, prefix),
             )
+            if prefix + "closer" in arrays:  # memories saved before it existed have none
+                exemplars.closer = _array(arrays, prefix + "closer", dim, vector=True)
             classifier = ObjectClassifier(
                 weights=_array(arrays, prefix + "weights", dim, vector=True),
                 bias=_finite(entry, "bias"),
