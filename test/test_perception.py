@@ -387,6 +387,18 @@ def test_the_closer_view_is_the_window_around_the_mask_brought_to_the_frame_size
     assert tuple(closer[0, 0, :2]) == (0, 0) and closer_mask[:8, :12].all() and closer_mask.sum() == 8 * 12
 
 
+def test_a_mask_in_parts_at_opposite_corners_is_taught_without_a_closer_view():
+    perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
+    rgb, masks = scene({"red_stripes": (0, 0, 40, 30), "blue_dots": (280, 210, 40, 30)})
+    parts = masks["red_stripes"] | masks["blue_dots"]
+    assert not closer_view(rgb, parts)[1].any()  # the window around the box's centre misses both parts
+    taught = perception.teach(
+        [(perception.encode(rgb), [box_prompt(parts)])], name="two parts", masks=[parts]
+    )
+    assert perception.memory.objects[taught.object_id].exemplars.closer is None
+    assert perception.objects()[0].name == "two parts"
+
+
 def test_an_object_taught_from_one_view_also_looks_like_that_view_closer_until_it_has_more(taught, tmp_path):
     perception, red, blue = taught
     data = perception.memory.objects[red.object_id].exemplars

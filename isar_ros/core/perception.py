@@ -309,7 +309,8 @@ class Perception:
         closer = None
         if len(exemplars) == 1 and masks[0].any() and self.memory.is_new(name, object_id):
             rgb, mask = closer_view(exemplars[0][0].rgb, masks[0])
-            closer = (self.backbone.extract(rgb).features.cpu().numpy(), mask)
+            if mask.any():  # a mask in parts at opposite corners can leave the window without any of it
+                closer = (self.backbone.extract(rgb).features.cpu().numpy(), mask)
         object_id = self.memory.teach(
             views, name, object_id, num_exemplars=len(exemplars), thumbnails=thumbnails, closer=closer
         )
