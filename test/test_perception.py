@@ -79,6 +79,27 @@ def test_grabcut_mask_from_a_box_and_a_click():
     assert iou(predictor.predict(click_only), masks["red_stripes"]) > 0.5
 
 
+def test_a_click_beside_the_object_inside_its_box_keeps_the_boxed_object():
+    rgb, masks = scene({"red_stripes": (100, 60, 100, 80)})
+    predictor = GrabCutPredictor()
+    predictor.set_image(rgb)
+    # The click lands on background inside a loose box (as DAVIS libby's did): GrabCut puts the spot in the
+    # background, so the click's component is its own sure-foreground disk alone.
+    mask = predictor.predict(Prompt.from_isar((90, 100), (80, 45, 210, 150)))
+    assert iou(mask, masks["red_stripes"]) > 0.9  # not the click's disk alone (29 px, IoU 0.0 before)
+
+
+def test_the_clicked_component_is_kept_and_the_largest_too_when_the_click_grew_nothing():
+    mask = np.zeros((60, 80), bool)
+    mask[5:35, 5:45] = True  # the largest component
+    mask[48:55, 67:74] = True  # 49 px around the click: no more than the click's disk (29 px) x 4
+    kept = GrabCutPredictor._keep_prompted_component(mask, [(70, 51)], click_radius=3)
+    np.testing.assert_array_equal(kept, mask)
+    mask[40:58, 56:78] = True  # the click's component now 396 px: GrabCut grew the object from the click
+    kept = GrabCutPredictor._keep_prompted_component(mask, [(70, 51)], click_radius=3)
+    assert kept[50, 70] and not kept[10:30, 10:40].any()
+
+
 def test_a_click_alone_finds_small_and_large_objects():
     """A click gives no size: the window GrabCut works in is chosen per prompt, so an object much
     larger than a fixed window (the old 20 % of the image) is taken whole, and a small one is not

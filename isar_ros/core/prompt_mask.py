@@ -33,6 +33,10 @@ LAB_BINS = [6, 8, 8]
 # size (pixels, longer side; and pixels per feature patch: finer than a patch is all refinement needs) and
 # the share of the mask's depth that is sure foreground. Chosen on the dev suite's found masks
 # (docs/evaluation.md, "Refining found masks").
+# A clicked GrabCut component no larger than this many times the click disks grew nothing around the click
+# (the click hit a spot GrabCut's colour model put in the background): the largest component is kept too.
+# First guess, not tuned (DAVIS libby: 64 px clicked, 6967 px largest; the taught mask was 1 % of the dog).
+CLICK_GREW_NOTHING = 4.0
 REFINE_MARGIN = 0.25
 REFINE_MAX_SIDE = 160
 REFINE_CELL = 4.0
@@ -177,7 +181,8 @@ class GrabCutPredictor(MaskPredictor):
 
     Works on a crop around the prompt (the box with a margin), scaled down to at most ``max_side``
     pixels. Positive clicks are sure foreground, negative clicks sure background. Of the result, the
-    connected component under the positive clicks (or the largest) is kept; if GrabCut finds nothing,
+    connected component under the positive clicks (or the largest) is kept, and the largest too where the
+    clicked one is hardly more than the clicks' own disks (``CLICK_GREW_NOTHING``); if GrabCut finds nothing,
     the box (or the window, below) is returned so that teaching never silently fails.
 
     Clicks without a box say where the object is but not how large it is. GrabCut then runs once per
@@ -289,7 +294,9 @@ class GrabCutPredictor(MaskPredictor):
             except cv2.error:
                 result = init  # degenerate colour models (e.g. a flat image): keep the prompt itself
         foreground = (result == cv2.GC_FGD) | (result == cv2.GC_PR_FGD)
-        mask_small = self._keep_prompted_component(foreground, [to_small(x, y) for x, y in positives])
+        mask_small = self._keep_prompted_component(
+            foreground, [to_small(x, y) for x, y in positives], self.click_radius
+        )
         if not mask_small.any():
             mask_small = init == cv2.GC_PR_FGD
         mask = np.zeros((height, width), bool)
@@ -390,7 +397,9 @@ class GrabCutPredictor(MaskPredictor):
         return colour * float(self._gradient[around][outline > 0].mean())
 
     @staticmethod
-    def _keep_prompted_component(mask: np.ndarray, clicks: list[tuple[int, int]]) -> np.ndarray:
+    def _keep_prompted_component(
+        mask: np.ndarray, clicks: list[tuple[int, int]], click_radius: int = 0
+    ) -> np.ndarray:
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if count <= 1:
             return mask
@@ -399,6 +408,11 @@ class GrabCutPredictor(MaskPredictor):
             for x, y in clicks
             if 0 <= y < mask.shape[0] and 0 <= x < mask.shape[1] and labels[y, x] > 0
         }
-        if not keep:
-            keep = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
+        side = 2 * click_radius + 1
+        disk = np.count_nonzero(
+            cv2.circle(np.zeros((side, side), np.uint8), (click_radius, click_radius), click_radius, 1, -1)
+        )
+        grew_nothing = stats[list(keep), cv2.CC_STAT_AREA].sum() <= CLICK_GREW_NOTHING * disk * len(clicks)
+        if not keep or grew_nothing:
+            keep.add(1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
         return np.isin(labels, list(keep))
