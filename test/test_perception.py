@@ -567,6 +567,47 @@ def test_an_object_run_into_a_surface_of_its_colours_is_found_by_its_core_and_th
     assert finder.find(frame(0.3, 1.0, unlike)).instances == []  # carved out of the surface
 
 
+def test_one_instance_per_frame_its_parts_split_by_an_occluder_are_painted_a_look_alike_elsewhere_is_not(
+    monkeypatch,
+):
+    """Known answer: the classifier fires on feature axis 0 (score 4 x value - 1). The object is an 8 x 8
+    region scoring 3 (the region presence chooses: the largest sum above the mask threshold), a 2 x 8 part
+    of it one patch row below (an occluder between), and a 4 x 4 look-alike scoring 1.4 four patches to its
+    right: every region passes ``min_component_fraction`` and the area limit. ``PART_REACH`` 0.25 of the
+    chosen region's size (sqrt 64 = 8 patches) is 2 patches: the part is painted, the look-alike is not;
+    with a reach across the frame both are (as before the rule)."""
+    dim = 2
+    classifier = ObjectClassifier(
+        np.array([4.0, 0.0], np.float32),
+        -1.0,
+        0.0,
+        float(1 / (1 + np.exp(-0.4))),
+        np.eye(dim, dtype=np.float32)[:1],
+        0.5,
+        appearance=np.array([1, 0], np.float32),
+        appearance_threshold=0.5,
+    )
+    snapshot = MemorySnapshot(1, "test", dim, (SnapshotObject(1, "mug", 1, 4, 64, classifier),))
+    finder = InstanceFinder(
+        ObjectModel(snapshot), InferenceConfig(temporal=False, edge_aware=False, track=False, refine="none")
+    )
+    features = np.zeros((12, 16, dim), np.float32)
+    features[..., 1] = 1.0  # background: scores -1
+    features[0:8, 0:8] = (1.0, 0.0)  # the object
+    features[9:11, 0:8] = (1.0, 0.0)  # its part below the occluder (row 8)
+    features[0:4, 12:16] = (0.6, 0.0)  # the look-alike
+    grid = FeatureGrid(torch.from_numpy(features), (128, 96))  # 8 px patches
+
+    def painted(found):
+        patches = found.labels[4::8, 4::8] == 1  # each patch's centre pixel
+        return patches[0:8, 0:8].all(), patches[9:11, 0:8].all(), patches[0:4, 12:16].any()
+
+    assert inference.PART_REACH == 0.25
+    assert painted(finder.find(grid)) == (True, True, False)
+    monkeypatch.setattr(inference, "PART_REACH", 4.0)
+    assert painted(finder.find(grid)) == (True, True, True)
+
+
 def test_a_teach_from_many_frames_gets_the_photometric_variants_in_all_not_per_frame(monkeypatch):
     perception = Perception(PerceptionConfig(mask_predictor="grabcut", device="cpu"))
     frames = []

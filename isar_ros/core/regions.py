@@ -17,6 +17,14 @@ def components_near_largest(mask: np.ndarray, fraction: float) -> np.ndarray:
     return np.isin(regions, good)
 
 
+def regions_within(regions: np.ndarray, chosen: np.ndarray, ids: np.ndarray, reach: int) -> np.ndarray:
+    """Those of the region ``ids`` (labels in ``regions``) that come within ``reach`` cells of the region
+    ``chosen`` (bool, the same shape; chessboard distance), ``chosen``'s own label among them."""
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    near = cv2.dilate(chosen.astype(np.uint8), kernel) > 0
+    return np.intersect1d(ids, regions[near])
+
+
 def components_above_total_share(mask: np.ndarray, fraction: float) -> np.ndarray:
     """The 8-connected components of ``mask`` larger than ``fraction`` of the mask's whole area
     (the ISAR authors' rule, used by the baseline)."""
