@@ -8,7 +8,7 @@ import numpy as np
 
 def components_near_largest(mask: np.ndarray, fraction: float) -> np.ndarray:
     """The 8-connected components of ``mask`` with at least ``fraction`` of the largest one's area
-    (our rule: small fragments beside the object are dropped, a second view of it is kept)."""
+    (our rule: small fragments beside the object are dropped, parts of it split by an occluder are kept)."""
     count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 2:
         return mask.astype(bool)
@@ -19,7 +19,7 @@ def components_near_largest(mask: np.ndarray, fraction: float) -> np.ndarray:
 
 def regions_within(regions: np.ndarray, chosen: np.ndarray, ids: np.ndarray, reach: int) -> np.ndarray:
     """Those of the region ``ids`` (labels in ``regions``) that come within ``reach`` cells of the region
-    ``chosen`` (bool, the same shape; chessboard distance), ``chosen``'s own label among them."""
+    ``chosen`` (bool, the same shape; chessboard distance): ``chosen``'s own label too where it is one."""
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     near = cv2.dilate(chosen.astype(np.uint8), kernel) > 0
     return np.intersect1d(ids, regions[near])
