@@ -29,14 +29,14 @@ POSITIVE, NEGATIVE = 1, 0
 CLICK_WINDOWS = (0.08, 0.14, 0.22, 0.32, 0.45, 0.6)
 RING_FRACTION = 0.15
 LAB_BINS = [6, 8, 8]
-# Refining a found mask (`refine: grabcut`): the crop's margin (a fraction of the mask's box), its working
-# size (pixels, longer side; and pixels per feature patch: finer than a patch is all refinement needs) and
-# the share of the mask's depth that is sure foreground. Chosen on the dev suite's found masks
-# (docs/evaluation.md, "Refining found masks").
 # A clicked GrabCut component no larger than this many times the click disks grew nothing around the click
 # (the click hit a spot GrabCut's colour model put in the background): the largest component is kept too.
 # First guess, not tuned (DAVIS libby: 64 px clicked, 6967 px largest; the taught mask was 1 % of the dog).
 CLICK_GREW_NOTHING = 4.0
+# Refining a found mask (`refine: grabcut`): the crop's margin (a fraction of the mask's box), its working
+# size (pixels, longer side; and pixels per feature patch: finer than a patch is all refinement needs) and
+# the share of the mask's depth that is sure foreground. Chosen on the dev suite's found masks
+# (docs/evaluation.md, "Refining found masks").
 REFINE_MARGIN = 0.25
 REFINE_MAX_SIDE = 160
 REFINE_CELL = 4.0
@@ -398,7 +398,7 @@ class GrabCutPredictor(MaskPredictor):
 
     @staticmethod
     def _keep_prompted_component(
-        mask: np.ndarray, clicks: list[tuple[int, int]], click_radius: int = 0
+        mask: np.ndarray, clicks: list[tuple[int, int]], click_radius: int
     ) -> np.ndarray:
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if count <= 1:
