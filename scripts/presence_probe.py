@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/presence_probe.py data/eval/synthetic-default-s0 data/eval/davis2016-dev \
         [--option presence_offset=0.3] [--backbone-option stride=8 --backbone-option context=3] [--jobs 2] \
-        [--by-size]
+        [--by-size] [--teach-from-truth]
 
 For every test frame and every tracked object of each ISAR-layout data set (single- and multi-shot):
 
@@ -14,7 +14,9 @@ For every test frame and every tracked object of each ISAR-layout data set (sing
   :func:`isar_ros.isar.metric.score_frame`).
 
 `--by-size` adds the recall of each data set's visible objects binned by the share of the frame their
-ground truth covers (an object lost whenever it is large, or small, shows there).
+ground truth covers (an object lost whenever it is large, or small, shows there). `--teach-from-truth`
+teaches from the ground-truth masks instead of the mask predictor's: how much better everything after
+teaching would be with perfect teaching masks (an upper bound for work on them, not a result).
 
 A development tool (printed numbers, no files): it separates the presence decision from the masks,
 which the suite's mIoU mixes. `--backbone-option` values are parsed as JSON where they can be
@@ -58,8 +60,8 @@ def key_values(pairs: list[str], parse_json: bool) -> dict:
     return result
 
 
-def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
-    path, options, backbone_options = job
+def probe(job: tuple[str, dict, dict, bool]) -> tuple[str, dict]:
+    path, options, backbone_options, from_truth = job
     method = IsarRosMethod(options)
     if backbone_options:
         config = perception_config({k: v for k, v in options.items() if k != "prompts"})  # the method's own
@@ -72,7 +74,7 @@ def probe(job: tuple[str, dict, dict]) -> tuple[str, dict]:
         iou_all: list[float] = []
         sizes: list[tuple[float, bool]] = []  # (share of the frame, reported) per visible object and frame
         for task in dataset.tasks:
-            method.train(task, mode)
+            method.train(task, mode, from_truth=from_truth)
             for scene in task.test_scenes:
                 method.reset()
                 for frame in scene:
@@ -125,10 +127,15 @@ def main() -> int:
     parser.add_argument(
         "--by-size", action="store_true", help="also the recall by the object's share of the frame"
     )
+    parser.add_argument(
+        "--teach-from-truth",
+        action="store_true",
+        help="teach from the ground-truth masks, not the mask predictor's (an upper bound, not a result)",
+    )
     args = parser.parse_args()
     options = key_values(args.option, parse_json=False)
     backbone_options = key_values(args.backbone_option, parse_json=True)
-    jobs = [(path, options, backbone_options) for path in args.data]
+    jobs = [(path, options, backbone_options, args.teach_from_truth) for path in args.data]
     with Pool(max(1, args.jobs)) as pool:
         results = pool.map(probe, jobs, chunksize=1)
     header = "recall, IoU when found, IoU, false det. not visible, false det. visible"

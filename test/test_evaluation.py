@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+import numpy as np
 import pytest
 
 from isar_ros.errors import ConfigurationError
@@ -105,3 +106,33 @@ def test_the_method_teaches_from_the_prompt_kind_asked_for(tmp_path):
     assert all(p.box_xyxy is not None and len(p.points_xy) == 1 for p in given["click_box"])
     with pytest.raises(ConfigurationError, match="unknown prompts 'tap'; use one of click_box, box, click"):
         IsarRosMethod({"prompts": "tap"})
+
+
+def test_teaching_from_the_truth_gives_the_ground_truth_masks_and_only_when_asked(tmp_path):
+    """The development upper bound (``presence_probe.py --teach-from-truth``) teaches each prompted object
+    its exact ground-truth mask; by default the mask predictor makes the masks (none are given)."""
+    from isar_ros.isar.core_methods import IsarRosMethod
+    from isar_ros.isar.dataset import IsarDataset
+
+    generator({"tasks": 1, "frames": 6, "width": 160, "height": 96, "test_scenes": 1, "workers": 1}, tmp_path)
+    task = IsarDataset(tmp_path).tasks[0]
+    truths = {
+        p.object_id: scene.frame_by_name(name).ground_truth() == p.object_id
+        for scene, name, prompts in task.prompts("single_shot")
+        for p in prompts
+    }
+    given: dict[bool, list] = {}
+    for from_truth in (False, True):
+        method = IsarRosMethod()
+        teach, seen = method.perception.teach, given.setdefault(from_truth, [])
+
+        def recorded(prompted, teach=teach, seen=seen, **options):
+            seen.append(options.get("masks"))
+            return teach(prompted, **options)
+
+        method.perception.teach = recorded
+        method.train(task, "single_shot", from_truth=from_truth)
+    assert len(given[True]) == len(truths) > 1 and all(m is None for m in given[False])
+    for object_id, masks in zip(truths, given[True], strict=True):
+        assert len(masks) == 1 and masks[0].any()
+        np.testing.assert_array_equal(masks[0], truths[object_id])

@@ -64,19 +64,26 @@ class IsarRosMethod(Method):
         # Depth and poses cost a file read and the 3-D location per frame: only when a setting uses them.
         self.uses_geometry = inference.pose_prior or inference.depth_trim
 
-    def train(self, task: Task, mode: str) -> None:
+    def train(self, task: Task, mode: str, from_truth: bool = False) -> None:
         """Teach prompt by prompt in frame order, as an operator (or the sim bridge's TeachObject calls)
         would:
-        the first prompt of an object creates it, later ones add exemplars."""
+        the first prompt of an object creates it, later ones add exemplars.
+
+        ``from_truth``: teach from the ground-truth masks instead of the mask predictor's - a development
+        upper bound (how much the teaching masks limit what follows, ``scripts/presence_probe.py
+        --teach-from-truth``), never what the suite reports."""
         self.perception.clear()
         mapping: dict[int, int] = {}  # ISAR id -> our id
         for scene, name, prompts in task.prompts(mode):
-            frame = self.perception.encode(scene.frame_by_name(name).rgb())
+            source = scene.frame_by_name(name)
+            frame = self.perception.encode(source.rgb())
+            truth = source.ground_truth() if from_truth else None
             for p in prompts:
                 result = self.perception.teach(
                     [(frame, [self.prompt(p)])],
                     name=object_name(p.object_id),
                     object_id=mapping.get(p.object_id, 0),
+                    masks=None if truth is None else [truth == p.object_id],
                 )
                 mapping[p.object_id] = result.object_id
         self.to_isar = np.zeros(max(mapping.values(), default=0) + 1, np.int64)
