@@ -100,6 +100,61 @@ def test_the_clicked_component_is_kept_and_the_largest_too_when_the_click_grew_n
     assert kept[50, 70] and not kept[10:30, 10:40].any()
 
 
+def test_grabcut_colour_models_are_read_as_opencv_stores_them():
+    """A 1 x 65 GrabCut model (5 weights, 5 x 3 means, 5 x 3 x 3 covariances) gives the log-likelihood of
+    its mixture of Gaussians; components of weight 0 are left out."""
+    from scipy.stats import multivariate_normal
+
+    from isar_ros.core.prompt_mask import _gmm_log_likelihood
+
+    means = np.array([[200.0, 120, 30], [30, 60, 30]])
+    covariances = np.array([[[90.0, 10, 0], [10, 60, 5], [0, 5, 40]], np.diag([20.0, 30, 25])])
+    model = np.zeros((1, 65))
+    model[0, :2] = 0.7, 0.3
+    model[0, 5:11] = means.ravel()
+    model[0, 20:38] = covariances.ravel()
+    model[0, 38:65] = np.eye(3).ravel().tolist() * 3  # weight-0 components' covariances: unused
+    pixels = np.array([[200.0, 120, 30], [30, 60, 30], [120, 90, 30], [255, 255, 255]])
+    expected = np.logaddexp(
+        np.log(0.7) + multivariate_normal(means[0], covariances[0]).logpdf(pixels),
+        np.log(0.3) + multivariate_normal(means[1], covariances[1]).logpdf(pixels),
+    )
+    np.testing.assert_allclose(_gmm_log_likelihood(model, pixels), expected, rtol=1e-9)
+
+
+def test_a_mask_that_misses_most_of_its_box_is_pinned_across_it_and_one_that_crosses_it_is_kept():
+    """The tight-box prior (``BOX_UNCROSSED``): GrabCut kept an object's orange head and lost its brown body
+    (its colour models put brown in the background). The head misses 65 of the box's 90 rows: every missed
+    row and column gets its most object-like pixel as sure foreground - on the brown body, not on the dark
+    green around it - so the result crosses every line of the box. A mask that crosses its box is returned as
+    it is."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((120, 120, 3))
+    image[:] = (30, 60, 30)
+    image[15:40, 10:45] = (230, 120, 30)  # head
+    image[40:105, 10:110] = (150, 100, 60)  # body
+    small = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    box = (10, 15, 109, 104)  # drawn tight around head and body
+    result = np.full((120, 120), cv2.GC_BGD, np.uint8)
+    result[15:105, 10:110] = cv2.GC_PR_BGD
+    result[15:40, 10:45] = cv2.GC_PR_FGD  # GrabCut's mask: the head alone
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(1)
+    cv2.grabCut(small, result.copy(), None, bgd, fgd, 0, cv2.GC_INIT_WITH_MASK)  # its colour models
+    foreground = GrabCutPredictor()._cross_box(small, result, box, bgd, fgd)
+    inside = foreground[15:105, 10:110]
+    assert inside.any(axis=1).all() and inside.any(axis=0).all()
+    added = foreground & ~(result == cv2.GC_PR_FGD)
+    body = np.zeros_like(foreground)
+    body[40:105, 10:110] = True
+    assert added.any() and not (added & ~body).any()
+
+    result[40:105, 10:110] = cv2.GC_PR_FGD  # head and body: every line of the box is crossed
+    np.testing.assert_array_equal(
+        GrabCutPredictor()._cross_box(small, result, box, bgd, fgd), result == cv2.GC_PR_FGD
+    )
+
+
 def test_a_click_alone_finds_small_and_large_objects():
     """A click gives no size: the window GrabCut works in is chosen per prompt, so an object much
     larger than a fixed window (the old 20 % of the image) is taken whole, and a small one is not
