@@ -141,7 +141,7 @@ def test_a_mask_that_misses_most_of_its_box_is_pinned_across_it_and_one_that_cro
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(1)
     cv2.grabCut(small, result.copy(), None, bgd, fgd, 0, cv2.GC_INIT_WITH_MASK)  # its colour models
-    foreground = GrabCutPredictor()._cross_box(small, result, box, bgd, fgd)
+    foreground = GrabCutPredictor()._cross_box(small, result, result == cv2.GC_PR_FGD, box, bgd, fgd)
     inside = foreground[15:105, 10:110]
     assert inside.any(axis=1).all() and inside.any(axis=0).all()
     added = foreground & ~(result == cv2.GC_PR_FGD)
@@ -151,7 +151,8 @@ def test_a_mask_that_misses_most_of_its_box_is_pinned_across_it_and_one_that_cro
 
     result[40:105, 10:110] = cv2.GC_PR_FGD  # head and body: every line of the box is crossed
     np.testing.assert_array_equal(
-        GrabCutPredictor()._cross_box(small, result, box, bgd, fgd), result == cv2.GC_PR_FGD
+        GrabCutPredictor()._cross_box(small, result, result == cv2.GC_PR_FGD, box, bgd, fgd),
+        result == cv2.GC_PR_FGD,
     )
 
 

@@ -297,18 +297,14 @@ class GrabCutPredictor(MaskPredictor):
                 -1,
             )
         result = init.copy()
+        models = None
         if (result == cv2.GC_PR_FGD).any() or (result == cv2.GC_FGD).any():
-            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-            try:
-                # GrabCut's k-means initialisation uses OpenCV's RNG (one per thread): seed it from
-                # the content.
-                cv2.setRNGSeed(content_seed(init) ^ content_seed(small))
-                cv2.grabCut(small, result, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
-            except cv2.error:
+            models = _grabcut(small, result, self.iterations)
+            if models is None:
                 result = init  # degenerate colour models (e.g. a flat image): keep the prompt itself
-        foreground = (result == cv2.GC_FGD) | (result == cv2.GC_PR_FGD)
-        if not inside_is_probable and foreground.any():
-            foreground = self._cross_box(small, result, (bx0, by0, bx1, by1), bgd, fgd)
+        foreground = _foreground(result)
+        if models is not None and not inside_is_probable and foreground.any():
+            foreground = self._cross_box(small, result, foreground, (bx0, by0, bx1, by1), *models)
         mask_small = self._keep_prompted_component(
             foreground, [to_small(x, y) for x, y in positives], self.click_radius
         )
@@ -325,18 +321,18 @@ class GrabCutPredictor(MaskPredictor):
         self,
         small: np.ndarray,
         result: np.ndarray,
+        foreground: np.ndarray,
         box: tuple[int, int, int, int],
         bgd: np.ndarray,
         fgd: np.ndarray,
     ) -> np.ndarray:
-        """GrabCut's foreground of ``result`` (labels on ``small``), made to cross the drawn ``box`` (pixels
-        of ``small``) where it misses more than :data:`BOX_UNCROSSED` of its rows or columns: on every missed
-        line the pixel most likely foreground under the colour models ``bgd`` / ``fgd`` becomes sure
-        foreground, and GrabCut runs again from ``result``."""
+        """GrabCut's ``foreground`` of ``result`` (labels on ``small``), made to cross the drawn ``box``
+        (pixels of ``small``) where it misses more than :data:`BOX_UNCROSSED` of its rows or columns: on
+        every missed line the pixel most likely foreground under the colour models ``bgd`` / ``fgd`` becomes
+        sure foreground, and GrabCut runs again from ``result``."""
         height, width = result.shape
         x0, y0 = max(box[0], 0), max(box[1], 0)
         x1, y1 = min(box[2], width - 1), min(box[3], height - 1)
-        foreground = (result == cv2.GC_FGD) | (result == cv2.GC_PR_FGD)
         inside = foreground[y0 : y1 + 1, x0 : x1 + 1]
         rows, cols = np.flatnonzero(~inside.any(axis=1)), np.flatnonzero(~inside.any(axis=0))
         if len(rows) <= BOX_UNCROSSED * inside.shape[0] and len(cols) <= BOX_UNCROSSED * inside.shape[1]:
@@ -346,13 +342,7 @@ class GrabCutPredictor(MaskPredictor):
         pinned = result.copy()
         pinned[y0 + rows, x0 + np.argmax(odds[rows], axis=1)] = cv2.GC_FGD
         pinned[y0 + np.argmax(odds[:, cols], axis=0), x0 + cols] = cv2.GC_FGD
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        try:
-            cv2.setRNGSeed(content_seed(pinned) ^ content_seed(small))
-            cv2.grabCut(small, pinned, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
-        except cv2.error:
-            return foreground
-        return (pinned == cv2.GC_FGD) | (pinned == cv2.GC_PR_FGD)
+        return foreground if _grabcut(small, pinned, self.iterations) is None else _foreground(pinned)
 
     def refine(self, mask: np.ndarray, cell: float = 1.0) -> np.ndarray:
         """A coarse mask of the current image (H x W bool) snapped to the object's colour edges.
@@ -390,13 +380,9 @@ class GrabCutPredictor(MaskPredictor):
             return mask
         init[depth >= REFINE_CORE * depth.max()] = cv2.GC_FGD
         result = init.copy()
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        try:
-            cv2.setRNGSeed(content_seed(init) ^ content_seed(crop))
-            cv2.grabCut(crop, result, None, bgd, fgd, 1, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
-        except cv2.error:
+        if _grabcut(crop, result, 1) is None:
             return mask
-        foreground = ((result == cv2.GC_FGD) | (result == cv2.GC_PR_FGD)).astype(np.uint8)
+        foreground = _foreground(result).astype(np.uint8)
         _, components = cv2.connectedComponents(foreground, connectivity=8)
         overlapping = np.unique(components[(inside > 0) & (foreground > 0)])
         kept = np.isin(components, overlapping[overlapping > 0]).astype(np.uint8)
@@ -464,6 +450,24 @@ class GrabCutPredictor(MaskPredictor):
         if not keep or grew_nothing:
             keep.add(1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
         return np.isin(labels, list(keep))
+
+
+def _grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """GrabCut on ``image`` from ``labels`` (updated in place); its colour models (background, foreground), or
+    None where it cannot make them (degenerate colours, e.g. a flat image). Its k-means initialisation uses
+    OpenCV's RNG (one per thread), seeded here from the content: the same input, the same mask."""
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.setRNGSeed(content_seed(labels) ^ content_seed(image))
+        cv2.grabCut(image, labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+    except cv2.error:
+        return None
+    return bgd, fgd
+
+
+def _foreground(labels: np.ndarray) -> np.ndarray:
+    """GrabCut's labels -> its foreground (sure or probable)."""
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
 def _gmm_log_likelihood(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:
