@@ -579,6 +579,22 @@ def test_a_region_that_scores_high_but_does_not_look_like_the_object_is_not_repo
     assert finder.find(frame(2)).instances == []
 
 
+def _axis_zero_mug(dim: int) -> MemorySnapshot:
+    """One object, "mug", taught on 16 patches: its classifier fires on feature axis 0 (score 4 x value - 1,
+    mask threshold 0, presence logit 0.4), it looks like axis 0 (appearance threshold 0.5)."""
+    classifier = ObjectClassifier(
+        np.array([4.0] + [0.0] * (dim - 1), np.float32),
+        -1.0,
+        0.0,
+        float(1 / (1 + np.exp(-0.4))),
+        np.eye(dim, dtype=np.float32)[:1],
+        0.5,
+        appearance=np.eye(dim, dtype=np.float32)[0],
+        appearance_threshold=0.5,
+    )
+    return MemorySnapshot(1, "test", dim, (SnapshotObject(1, "mug", 1, 4, 16, classifier),))
+
+
 def test_an_object_run_into_a_surface_of_its_colours_is_found_by_its_core_and_the_surface_alone_is_not():
     """Known answer: the classifier fires on feature axis 0 (score 4 x value - 1, presence logit 0.4); the
     object was taught on 16 patches, so a region of more than 64 (``max_area_factor`` 4) is too large. A
@@ -588,17 +604,7 @@ def test_an_object_run_into_a_surface_of_its_colours_is_found_by_its_core_and_th
     more closely than a region standing alone (appearance threshold 0.5 -> 0.5 + 0.7 x 0.5 = 0.85): an
     object whose mean feature has cosine 0.7 with its appearance passes alone and fails carved."""
     dim = 3
-    classifier = ObjectClassifier(
-        np.array([4.0, 0.0, 0.0], np.float32),
-        -1.0,
-        0.0,
-        float(1 / (1 + np.exp(-0.4))),
-        np.eye(dim, dtype=np.float32)[:1],
-        0.5,
-        appearance=np.array([1, 0, 0], np.float32),
-        appearance_threshold=0.5,
-    )
-    snapshot = MemorySnapshot(1, "test", dim, (SnapshotObject(1, "mug", 1, 4, 16, classifier),))
+    snapshot = _axis_zero_mug(dim)
     config = InferenceConfig(temporal=False, edge_aware=False, track=False, refine="none")
     finder = InstanceFinder(ObjectModel(snapshot), config)
     assert inference.CARVED_APPEARANCE == 0.7
@@ -621,6 +627,52 @@ def test_an_object_run_into_a_surface_of_its_colours_is_found_by_its_core_and_th
     unlike = 1.0 / np.tan(np.arccos(0.7))  # axis 2 share giving cosine 0.7 with the appearance
     assert [i.name for i in finder.find(frame(0.3, 1.0, unlike, gap=3)).instances] == ["mug"]  # alone
     assert finder.find(frame(0.3, 1.0, unlike)).instances == []  # carved out of the surface
+
+
+def test_an_object_seen_much_closer_where_it_was_just_found_is_kept_whole_and_a_look_alike_wall_is_not():
+    """Known answer: the classifier fires on feature axis 0 (score 4 x value - 1, presence logit 0.4); the
+    object was taught on 16 patches, so a region of more than 64 (``max_area_factor`` 4) is too large, and
+    one that scores like the object throughout has no core small enough: refused. Found as 4 x 4 patches,
+    the object is then seen as 9 x 10 (90 patches) over the same place: tracking expects it there, and the
+    whole region looks like the object as closely as a carved core must (cosine 1 >= 0.85): the object seen
+    closer, painted whole. Without tracking, or where the region is less like the object (cosine 0.7), it
+    is refused as before, and so is a wall that scores and looks like the object (96 patches) away from
+    where the object was found."""
+    dim = 3
+    snapshot = _axis_zero_mug(dim)
+    config = InferenceConfig(temporal=False, edge_aware=False, track=True, refine="none")
+    unlike = 1.0 / np.tan(np.arccos(0.7))  # axis 2 share giving cosine 0.7 with the appearance
+
+    def frame(*parts: tuple[slice, slice, float]) -> FeatureGrid:
+        features = np.zeros((12, 16, dim), np.float32)
+        features[..., 1] = 1.0  # background: scores -1
+        for rows, cols, other in parts:
+            features[rows, cols] = (1.0, 0.0, other)
+        return FeatureGrid(torch.from_numpy(features), (128, 96))  # 8 px patches
+
+    def painted(found) -> np.ndarray:
+        return found.labels[4::8, 4::8] == 1  # each patch's centre pixel
+
+    small = frame((slice(0, 4), slice(6, 10), 0.0))
+    closer = frame((slice(0, 9), slice(3, 13), 0.0))
+    finder = InstanceFinder(ObjectModel(snapshot), config)
+    assert painted(finder.find(small))[0:4, 6:10].all()
+    found = painted(finder.find(closer))
+    assert found[0:9, 3:13].all() and found.sum() == 90
+
+    finder.reset()
+    finder.find(small)
+    assert finder.find(frame((slice(0, 9), slice(3, 13), unlike))).instances == []  # not like it enough
+
+    untracked = InstanceFinder(
+        ObjectModel(snapshot), InferenceConfig(temporal=False, edge_aware=False, track=False, refine="none")
+    )
+    untracked.find(small)
+    assert untracked.find(closer).instances == []  # nothing says it is the object seen closer
+
+    finder.reset()
+    finder.find(small)
+    assert finder.find(frame((slice(6, 12), slice(0, 16), 0.0))).instances == []  # a wall away from it
 
 
 def test_one_instance_per_frame_its_parts_split_by_an_occluder_are_painted_a_look_alike_elsewhere_is_not(

@@ -14,7 +14,8 @@ Per frame (:meth:`InstanceFinder.find`):
    so no constant depends on the backbone's scale; the region that passes must also look like the
    object as a whole (its mean feature close enough to the object's appearance). A region far larger
    than any taught view is replaced by its cores (where patches alone would pass), which must look
-   like the object more closely (``CARVED_APPEARANCE``). Objects judged
+   like the object more closely (``CARVED_APPEARANCE``) - unless, where the object was just found, the
+   whole region looks like it that closely: the object seen closer than taught. Objects judged
    absent are never painted: the authors' baseline always prompts the global maximum and so paints
    absent objects; this is where we differ most;
 3. *post-processing*, for present objects only - connected components on the patch grid: the region
@@ -332,11 +333,13 @@ class InstanceFinder:
         self.prior = PosePrior()
         self.track = RegionTrack()
         # Priors, per frame: object index -> its expected place where its best region touched it; the
-        # objects sure enough to feed the priors (present even with the doubt's higher threshold), and
-        # the best region of each object judged (object index -> rows x cols bool).
+        # objects sure enough to feed the priors (present even with the doubt's higher threshold); the best
+        # region of each object judged (object index -> rows x cols bool); and the objects whose best region
+        # is the object seen closer than taught (kept whole, larger than the area limit).
         self._near: dict[int, np.ndarray] = {}
         self._sure: set[int] = set()
         self._regions: dict[int, np.ndarray] = {}
+        self._closer: set[int] = set()
         self.cascade_min_objects = CASCADE_MIN_OBJECTS
         self.cascade_pause = 0  # frames left without the cascade
         self.cascade_skipped = 0  # objects the cascade left unscored in the last frame
@@ -462,25 +465,25 @@ class InstanceFinder:
         gate[visible] = lower[visible]
         logits, m, ceiling = self._top_means(scores, gate - COMPONENT_CHECK, skipped)
         unlike = np.zeros(k, bool)
-        self._near, self._regions = {}, {}
+        self._near, self._regions, self._closer = {}, {}, set()
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
             expectation = expected.get(int(j))
             if ceiling[j] < (lower[j] if expectation is not None else threshold[j]) - CEILING_TOLERANCE:
                 continue  # none of its regions can pass, even where it is expected: absent, no region needed
             near = expectation.near if expectation is not None else None
             region, logits[j], at_place, carved = self._best_region(
-                scores[..., j].cpu().numpy(), int(j), int(m[j]), near
+                scores[..., j].cpu().numpy(), int(j), int(m[j]), near, features
             )
             if region is not None:
                 self._regions[int(j)] = region
+                if np.count_nonzero(region) > self.config.max_area_factor * self.model.max_patches[j]:
+                    self._closer.add(int(j))
             if expectation is not None:
                 threshold[j] = lower[j] if at_place else higher[j]
             if at_place and near is not None:
                 self._near[int(j)] = near
             if features is not None and region is not None and logits[j] > threshold[j]:
-                needed = self.model.appearance_threshold[j]
-                if carved:  # cut out of a surface of the object's colours: it must look like the object more
-                    needed += CARVED_APPEARANCE * (1.0 - needed)
+                needed = self._carved_bar(int(j)) if carved else self.model.appearance_threshold[j]
                 unlike[j] = self._appearance_cosine(features, region, int(j)) < needed
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
@@ -544,7 +547,13 @@ class InstanceFinder:
         mean = inside.to(self.model.device, torch.float32).mean(0)
         return float(mean @ self.model.appearance[j] / mean.norm().clamp_min(1e-6))
 
-    def _plausible_regions(self, score_map: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _plausible_regions(
+        self,
+        score_map: np.ndarray,
+        j: int,
+        near: np.ndarray | None = None,
+        features: torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """Connected regions above object ``j``'s mask threshold that are not far larger than any taught view.
 
         Returns (region label image, ids of the plausible regions, the first id of a carved core). A region
@@ -555,6 +564,13 @@ class InstanceFinder:
         closely (``CARVED_APPEARANCE``). Before cores were carved, an object that touched a surface of its
         colours was lost whole, in every frame it touched it (docs/evaluation.md, "Objects run into surfaces
         of their colours").
+
+        Unless it is the object seen closer than it was taught: a too-large region touching ``near`` (rows x
+        cols bool: where tracking or the pose prior expects the object, or the region already chosen) whose
+        mean feature (``features``, rows x cols x C) looks like the object as closely as a carved core must
+        is kept whole. A camera driving up to an object, or an object brought to it, grows past every taught
+        view; a wall of the object's colours seldom touches the place where the object itself was just found
+        and looks like it that closely as a whole (docs/evaluation.md, "An object seen closer than taught").
         """
         limit = self._mask_threshold(j)
         count, regions, stats, _ = cv2.connectedComponentsWithStats(
@@ -562,6 +578,20 @@ class InstanceFinder:
         )
         largest = self.config.max_area_factor * self.model.max_patches[j]
         too_large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] > largest) + 1
+        closer = np.zeros(0, np.int64)
+        if too_large.size and near is not None and features is not None:
+            # The object seen closer than it was taught, where it was just found: kept whole when the whole
+            # region looks like the object as closely as a carved core must.
+            bar = self._carved_bar(j)
+            closer = np.array(
+                [
+                    r
+                    for r in np.intersect1d(too_large, regions[near])
+                    if self._appearance_cosine(features, regions == r, j) >= bar
+                ],
+                np.int64,
+            )
+            too_large = np.setdiff1d(too_large, closer)
         core = self._core_level(j, limit) if too_large.size else limit
         if core > limit:
             # The object run into a surface of its colours, or that surface alone: the region's cores, where
@@ -572,7 +602,12 @@ class InstanceFinder:
             regions = np.where(inside, cores + count - 1, np.where(large, 0, regions)).astype(np.int32)
         areas = np.bincount(regions.ravel(), minlength=regions.max() + 1)[1:]
         plausible = np.flatnonzero((areas > 0) & (areas <= largest)) + 1
-        return regions, plausible, count
+        return regions, np.union1d(plausible, closer), count
+
+    def _carved_bar(self, j: int) -> float:
+        """The appearance cosine a region cut out of a surface of object ``j``'s colours must reach."""
+        needed = float(self.model.appearance_threshold[j])
+        return needed + CARVED_APPEARANCE * (1.0 - needed)
 
     def _core_level(self, j: int, limit: float) -> float:
         """The patch score at which a patch alone would pass object ``j``'s presence threshold (the svm's
@@ -583,14 +618,20 @@ class InstanceFinder:
         return max(limit, float(self.model.presence_logit[j]))
 
     def _best_region(
-        self, score_map: np.ndarray, j: int, m: int, near: np.ndarray | None = None
+        self,
+        score_map: np.ndarray,
+        j: int,
+        m: int,
+        near: np.ndarray | None = None,
+        features: torch.Tensor | None = None,
     ) -> tuple[np.ndarray | None, float, bool, bool]:
         """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none), the
         presence logit judged on it alone, whether it touches ``near`` (rows x cols bool: where the
         pose prior expects the object; regions touching it are preferred), and whether it is a core carved
-        out of a region too large to be the object (:meth:`_plausible_regions`)."""
+        out of a region too large to be the object (:meth:`_plausible_regions`, which also keeps a region
+        touching ``near`` whole when its mean in ``features`` looks like the object closely enough)."""
         limit = self._mask_threshold(j)
-        regions, plausible, first_core = self._plausible_regions(score_map, j)
+        regions, plausible, first_core = self._plausible_regions(score_map, j, near, features)
         at_place = False
         if near is not None and plausible.size:
             touching = np.intersect1d(plausible, regions[near])
@@ -712,10 +753,11 @@ class InstanceFinder:
         margins = selected - thresholds
         keep = np.zeros_like(margins, dtype=bool)
         for j, k in enumerate(chosen):
-            regions, plausible, _ = self._plausible_regions(selected[..., j], int(k))
+            chosen_region = self._regions.get(int(k))
+            closer = chosen_region if int(k) in self._closer else None
+            regions, plausible, _ = self._plausible_regions(selected[..., j], int(k), closer, grid.features)
             if int(k) in self._near:  # the pose prior found it at its place: only regions there
                 plausible = np.intersect1d(plausible, regions[self._near[int(k)]])
-            chosen_region = self._regions.get(int(k))
             if chosen_region is not None and self.config.presence:  # the one instance: its parts only
                 reach = max(1, round(PART_REACH * math.sqrt(np.count_nonzero(chosen_region))))
                 plausible = regions_within(regions, chosen_region, plausible, reach)
