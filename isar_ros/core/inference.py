@@ -333,13 +333,11 @@ class InstanceFinder:
         self.prior = PosePrior()
         self.track = RegionTrack()
         # Priors, per frame: object index -> its expected place where its best region touched it; the
-        # objects sure enough to feed the priors (present even with the doubt's higher threshold); the best
-        # region of each object judged (object index -> rows x cols bool); and the objects whose best region
-        # is the object seen closer than taught (kept whole, larger than the area limit).
+        # objects sure enough to feed the priors (present even with the doubt's higher threshold), and
+        # the best region of each object judged (object index -> rows x cols bool).
         self._near: dict[int, np.ndarray] = {}
         self._sure: set[int] = set()
         self._regions: dict[int, np.ndarray] = {}
-        self._closer: set[int] = set()
         self.cascade_min_objects = CASCADE_MIN_OBJECTS
         self.cascade_pause = 0  # frames left without the cascade
         self.cascade_skipped = 0  # objects the cascade left unscored in the last frame
@@ -465,7 +463,7 @@ class InstanceFinder:
         gate[visible] = lower[visible]
         logits, m, ceiling = self._top_means(scores, gate - COMPONENT_CHECK, skipped)
         unlike = np.zeros(k, bool)
-        self._near, self._regions, self._closer = {}, {}, set()
+        self._near, self._regions = {}, {}
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
             expectation = expected.get(int(j))
             if ceiling[j] < (lower[j] if expectation is not None else threshold[j]) - CEILING_TOLERANCE:
@@ -476,8 +474,6 @@ class InstanceFinder:
             )
             if region is not None:
                 self._regions[int(j)] = region
-                if np.count_nonzero(region) > self.config.max_area_factor * self.model.max_patches[j]:
-                    self._closer.add(int(j))
             if expectation is not None:
                 threshold[j] = lower[j] if at_place else higher[j]
             if at_place and near is not None:
@@ -576,7 +572,7 @@ class InstanceFinder:
         count, regions, stats, _ = cv2.connectedComponentsWithStats(
             (score_map > limit).astype(np.uint8), connectivity=8
         )
-        largest = self.config.max_area_factor * self.model.max_patches[j]
+        largest = self._area_limit(j)
         too_large = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] > largest) + 1
         closer = np.zeros(0, np.int64)
         if too_large.size and near is not None and features is not None:
@@ -603,6 +599,10 @@ class InstanceFinder:
         areas = np.bincount(regions.ravel(), minlength=regions.max() + 1)[1:]
         plausible = np.flatnonzero((areas > 0) & (areas <= largest)) + 1
         return regions, np.union1d(plausible, closer), count
+
+    def _area_limit(self, j: int) -> float:
+        """Patches: a region larger than this is too large to be object ``j`` as taught."""
+        return float(self.config.max_area_factor * self.model.max_patches[j])
 
     def _carved_bar(self, j: int) -> float:
         """The appearance cosine a region cut out of a surface of object ``j``'s colours must reach."""
@@ -754,7 +754,12 @@ class InstanceFinder:
         keep = np.zeros_like(margins, dtype=bool)
         for j, k in enumerate(chosen):
             chosen_region = self._regions.get(int(k))
-            closer = chosen_region if int(k) in self._closer else None
+            # A chosen region larger than the limit is the object seen closer: keep it whole here too.
+            closer = (
+                chosen_region
+                if chosen_region is not None and np.count_nonzero(chosen_region) > self._area_limit(int(k))
+                else None
+            )
             regions, plausible, _ = self._plausible_regions(selected[..., j], int(k), closer, grid.features)
             if int(k) in self._near:  # the pose prior found it at its place: only regions there
                 plausible = np.intersect1d(plausible, regions[self._near[int(k)]])
