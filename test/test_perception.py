@@ -675,6 +675,41 @@ def test_an_object_seen_much_closer_where_it_was_just_found_is_kept_whole_and_a_
     assert finder.find(frame((slice(6, 12), slice(0, 16), 0.0))).instances == []  # a wall away from it
 
 
+def test_a_followed_look_alike_gives_way_when_the_object_itself_comes_into_view():
+    """Known answer: the classifier fires on feature axis 0 (score 4 x value - 1, presence logit 0.4; tracking
+    moves it to 0.3 at the expected place and 0.5 elsewhere; a view is sure from 0.5). A look-alike (score
+    1, sure) is found and followed; in the next frame it scores 0.34 (passes at its place, not sure) while
+    the object shows elsewhere (score 3, cosine 1 with its appearance against the look-alike's 0.74): the
+    object is painted, not the look-alike. The place holds when its view is sure (score 1), and when the
+    region elsewhere looks less like the object than the place's (cosine 0.89 against 1)."""
+    dim = 3
+    snapshot = _axis_zero_mug(dim)
+    config = InferenceConfig(temporal=False, edge_aware=False, track=True, refine="none")
+    place, elsewhere = (slice(0, 4), slice(0, 4)), (slice(6, 10), slice(10, 14))
+
+    def frame(*parts: tuple[tuple[slice, slice], float, float]) -> FeatureGrid:
+        features = np.zeros((12, 16, dim), np.float32)
+        features[..., 1] = 1.0  # background: scores -1
+        for (rows, cols), value, other in parts:
+            features[rows, cols] = (value, 0.0, other)
+        return FeatureGrid(torch.from_numpy(features), (128, 96))  # 8 px patches
+
+    def painted_after(look_alike: FeatureGrid, then: FeatureGrid) -> tuple[bool, bool]:
+        finder = InstanceFinder(ObjectModel(snapshot), config)
+        assert finder.find(look_alike).instances  # found surely: tracking follows it
+        labels = finder.find(then).labels[4::8, 4::8] == 1  # each patch's centre pixel
+        return bool(labels[place].all()), bool(labels[elsewhere].all())
+
+    followed = frame((place, 0.5, 0.3))
+    object_arrives = frame((place, 0.335, 0.3), (elsewhere, 1.0, 0.0))
+    assert painted_after(followed, object_arrives) == (False, True)
+    assert painted_after(followed, frame((place, 0.5, 0.3), (elsewhere, 1.0, 0.0))) == (True, False)  # sure
+    assert painted_after(frame((place, 0.5, 0.0)), frame((place, 0.335, 0.0), (elsewhere, 1.0, 0.5))) == (
+        True,
+        False,
+    )  # the place's view looks more like the object
+
+
 def test_one_instance_per_frame_its_parts_split_by_an_occluder_are_painted_a_look_alike_elsewhere_is_not(
     monkeypatch,
 ):

@@ -187,6 +187,16 @@ CASCADE_PAUSE_FRAMES = 30
 CASCADE_TOLERANCE = 1e-3  # logits: the bound and the exact score are summed in different orders
 
 
+@dataclass(frozen=True)
+class Place:
+    """How strongly an expected place holds an object's choice of region (``InstanceFinder._best_region``):
+    ``advantage`` (logits) - the place's threshold is this much lower than elsewhere's; ``held`` (a logit) -
+    a region there scoring at least this (a sure view) holds the place whatever shows elsewhere."""
+
+    advantage: float
+    held: float
+
+
 def _appearance_row(appearance: np.ndarray, dim: int) -> np.ndarray:
     return np.asarray(appearance, np.float32) if appearance.size else np.zeros(dim, np.float32)
 
@@ -462,6 +472,10 @@ class InstanceFinder:
         visible = [j for j, e in expected.items() if e.near is not None]
         gate[visible] = lower[visible]
         logits, m, ceiling = self._top_means(scores, gate - COMPONENT_CHECK, skipped)
+        sure_level = self._sure_level(threshold_before_priors)
+        # A place is held by a view sure on its own: without the previous frame's hysteresis, which is what
+        # lets a look-alike once followed hold it frame after frame.
+        held = self._sure_level(self._thresholds())
         unlike = np.zeros(k, bool)
         self._near, self._regions = {}, {}
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
@@ -470,7 +484,12 @@ class InstanceFinder:
                 continue  # none of its regions can pass, even where it is expected: absent, no region needed
             near = expectation.near if expectation is not None else None
             region, logits[j], at_place, carved = self._best_region(
-                scores[..., j].cpu().numpy(), int(j), int(m[j]), near, features
+                scores[..., j].cpu().numpy(),
+                int(j),
+                int(m[j]),
+                near,
+                features,
+                Place(float(higher[j] - lower[j]), float(held[j])),
             )
             if region is not None:
                 self._regions[int(j)] = region
@@ -483,15 +502,20 @@ class InstanceFinder:
                 unlike[j] = self._appearance_cosine(features, region, int(j)) < needed
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
-        # Only what would pass even when doubted feeds the priors: a recovered weak view or a marginal
-        # look-alike must not teach them where to look (they would feed themselves).
-        sure_weight = max(
+        self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & (logits > sure_level))}
+        return probability, present
+
+    def _sure_level(self, threshold: np.ndarray) -> np.ndarray:
+        """Per object, the logit at which a view is *sure*: it would pass even when doubted (``threshold``
+        raised by the priors' weight). Only sure views feed the priors - a recovered weak view or a marginal
+        look-alike must not teach them where to look (they would feed themselves) - and only a view sure
+        against the object's own threshold holds the expected place against a better region elsewhere
+        (:meth:`_best_region`)."""
+        weight = max(
             self.config.pose_prior_weight if self.config.pose_prior else 0.0,
             self.config.track_weight if self.config.track else 0.0,
         )
-        sure = logits > threshold_before_priors + sure_weight * np.abs(threshold_before_priors)
-        self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & sure)}
-        return probability, present
+        return threshold + weight * np.abs(threshold)
 
     def _top_means(
         self, scores: torch.Tensor, floor: np.ndarray, skipped: np.ndarray | None = None
@@ -624,36 +648,51 @@ class InstanceFinder:
         m: int,
         near: np.ndarray | None = None,
         features: torch.Tensor | None = None,
+        place: Place | None = None,
     ) -> tuple[np.ndarray | None, float, bool, bool]:
         """Object ``j``'s best plausible connected region (rows x cols bool, None if there is none), the
-        presence logit judged on it alone, whether it touches ``near`` (rows x cols bool: where the
-        pose prior expects the object; regions touching it are preferred), and whether it is a core carved
-        out of a region too large to be the object (:meth:`_plausible_regions`, which also keeps a region
-        touching ``near`` whole when its mean in ``features`` looks like the object closely enough)."""
+        presence logit judged on it alone, whether it touches ``near`` (rows x cols bool: where tracking or
+        the pose prior expects the object; regions touching it are preferred), and whether it is a core
+        carved out of a region too large to be the object (:meth:`_plausible_regions`, which also keeps a
+        region touching ``near`` whole when its mean in ``features`` looks like the object closely enough).
+
+        The expected place holds unless what stands there is not sure (``place``) and a region elsewhere is
+        better by every measure: it clears its raised threshold by more than the place's region clears its
+        lowered one, it passes its own appearance bar, and it looks more like the object. A look-alike that
+        tracking followed while the object was out of view gives way when the object itself comes into
+        view (docs/evaluation.md, "A followed look-alike gives way"); a weak view of the object at its
+        place still wins over a stronger look-alike elsewhere.
+        """
         limit = self._mask_threshold(j)
         regions, plausible, first_core = self._plausible_regions(score_map, j, near, features)
-        at_place = False
-        if near is not None and plausible.size:
-            touching = np.intersect1d(plausible, regions[near])
-            at_place = touching.size > 0
-            if at_place:
-                plausible = touching
-        region_mask, carved = None, False
         if plausible.size == 0:
-            value = limit - 1.0
-        else:
-            sums = np.bincount(
-                regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1
-            )
-            region = plausible[int(np.argmax(sums[plausible]))]
-            region_mask, carved = regions == region, region >= first_core
-            inside = np.sort(score_map[region_mask])[::-1]
+            return None, float(self._as_logits(np.array([limit - 1.0]), np.array([j]))[0]), False, False
+        sums = np.bincount(
+            regions.ravel(), weights=np.maximum(score_map - limit, 0).ravel(), minlength=regions.max() + 1
+        )
+
+        def strongest(candidates: np.ndarray) -> tuple[int, float]:
+            region = int(candidates[int(np.argmax(sums[candidates]))])
+            inside = np.sort(score_map[regions == region])[::-1]
             best = np.concatenate([inside, np.full(max(m - len(inside), 0), limit)])[
                 :m
             ]  # too small: pad at the boundary
-            value = float(best.mean())
-        value = float(self._as_logits(np.array([value]), np.array([j]))[0])
-        return region_mask, value, at_place, carved
+            return region, float(self._as_logits(np.array([float(best.mean())]), np.array([j]))[0])
+
+        touching = np.intersect1d(plausible, regions[near]) if near is not None else plausible[:0]
+        at_place = touching.size > 0
+        region, value = strongest(touching if at_place else plausible)
+        elsewhere = np.setdiff1d(plausible, touching)
+        if at_place and place is not None and value < place.held and elsewhere.size and features is not None:
+            other, other_value = strongest(elsewhere)
+            if other_value - place.advantage > value:
+                bar = (
+                    self._carved_bar(j) if other >= first_core else float(self.model.appearance_threshold[j])
+                )
+                likeness = self._appearance_cosine(features, regions == other, j)
+                if likeness >= bar and likeness > self._appearance_cosine(features, regions == region, j):
+                    region, value, at_place = other, other_value, False
+        return regions == region, value, at_place, region >= first_core
 
     def _mask_threshold(self, j: int) -> float:
         return float(self._mask_thresholds(np.array([j]))[0])
