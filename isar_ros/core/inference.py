@@ -498,8 +498,9 @@ class InstanceFinder:
             if at_place and near is not None:
                 self._near[int(j)] = near
             if features is not None and region is not None and logits[j] > threshold[j]:
-                needed = self._carved_bar(int(j)) if carved else self.model.appearance_threshold[j]
-                unlike[j] = self._appearance_cosine(features, region, int(j)) < needed
+                unlike[j] = self._appearance_cosine(features, region, int(j)) < self._appearance_bar(
+                    int(j), carved
+                )
         probability = 1.0 / (1.0 + np.exp(-logits))
         present = (logits > threshold) & ~unlike if self.config.presence else np.ones(k, bool)
         self._sure = {int(self.model.ids[j]) for j in np.flatnonzero(present & (logits > sure_level))}
@@ -628,6 +629,10 @@ class InstanceFinder:
         """Patches: a region larger than this is too large to be object ``j`` as taught."""
         return float(self.config.max_area_factor * self.model.max_patches[j])
 
+    def _appearance_bar(self, j: int, carved: bool) -> float:
+        """The appearance cosine a region must reach to be object ``j``: the carved cores' bar for a core."""
+        return self._carved_bar(j) if carved else float(self.model.appearance_threshold[j])
+
     def _carved_bar(self, j: int) -> float:
         """The appearance cosine a region cut out of a surface of object ``j``'s colours must reach."""
         needed = float(self.model.appearance_threshold[j])
@@ -686,11 +691,10 @@ class InstanceFinder:
         if at_place and place is not None and value < place.held and elsewhere.size and features is not None:
             other, other_value = strongest(elsewhere)
             if other_value - place.advantage > value:
-                bar = (
-                    self._carved_bar(j) if other >= first_core else float(self.model.appearance_threshold[j])
-                )
                 likeness = self._appearance_cosine(features, regions == other, j)
-                if likeness >= bar and likeness > self._appearance_cosine(features, regions == region, j):
+                if likeness >= self._appearance_bar(
+                    j, other >= first_core
+                ) and likeness > self._appearance_cosine(features, regions == region, j):
                     region, value, at_place = other, other_value, False
         return regions == region, value, at_place, region >= first_core
 
