@@ -458,7 +458,8 @@ class InstanceFinder:
         NaN for the others.
         """
         k = len(self.model)
-        threshold = self._thresholds()
+        own = self._thresholds()
+        threshold = own.copy()
         if self.config.temporal:
             was = np.isin(self.model.ids, list(self._previously_present))
             threshold[was] = _lowered(threshold[was], self.config.hysteresis)
@@ -475,7 +476,7 @@ class InstanceFinder:
         sure_level = self._sure_level(threshold_before_priors)
         # A place is held by a view sure on its own: without the previous frame's hysteresis, which is what
         # lets a look-alike once followed hold it frame after frame.
-        held = self._sure_level(self._thresholds())
+        held = self._sure_level(own)
         unlike = np.zeros(k, bool)
         self._near, self._regions = {}, {}
         for j in np.flatnonzero(logits > gate - COMPONENT_CHECK):
